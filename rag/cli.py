@@ -1,0 +1,245 @@
+"""The ``rag`` command: argument parsing and printing only; all work goes through ``Retriever``.
+
+Usage errors exit 2, other failures exit 1, each with a one-line message on stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TextIO
+
+from .config import DEFAULT_CORPUS, DEFAULT_INDEX_DIR, DEFAULT_K, DEFAULT_MODE, MAX_K, SEARCH_MODES
+from .errors import QueryError, RagError
+
+if TYPE_CHECKING:
+    from .retrieval import Hit, Retriever
+    from .stores.passages import Filters
+
+EXIT_FAILURE = 1
+EXIT_USAGE = 2
+
+
+class UsageError(Exception):
+    """A mistake in how the command was called (exit 2)."""
+
+
+def _k(value: str) -> int:
+    try:
+        k = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a whole number, got {value!r}") from None
+    if not 1 <= k <= MAX_K:
+        raise argparse.ArgumentTypeError(f"must be between 1 and {MAX_K}, got {k}")
+    return k
+
+
+def _unit_interval(value: str) -> float:
+    try:
+        number = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number, got {value!r}") from None
+    if not 0.0 <= number <= 1.0:
+        raise argparse.ArgumentTypeError(f"must be between 0 and 1, got {number}")
+    return number
+
+
+def _add_index_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--corpus", type=Path, default=DEFAULT_CORPUS,
+                        help=f"folder of .txt/.md documents (default: {DEFAULT_CORPUS}/)")
+    parser.add_argument("--index-dir", type=Path, default=DEFAULT_INDEX_DIR,
+                        help=f"where the index is kept (default: {DEFAULT_INDEX_DIR}/)")
+
+
+def _add_search_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("-k", type=_k, default=DEFAULT_K, help=f"passages per question, 1-{MAX_K} (default: {DEFAULT_K})")
+    parser.add_argument("--mode", choices=SEARCH_MODES, default=DEFAULT_MODE,
+                        help=f"hybrid (BM25 + dense fusion), dense or bm25 (default: {DEFAULT_MODE})")
+    parser.add_argument("--mmr", type=_unit_interval, metavar="LAMBDA",
+                        help="diversify results with maximal marginal relevance (1.0 = pure relevance)")
+    parser.add_argument("--reranker", type=Path, metavar="PATH",
+                        help="local sentence-transformers cross-encoder folder to rerank candidates (off by default)")
+    filters = parser.add_argument_group("filters (applied inside the index, before top-k)")
+    filters.add_argument("--source", action="append", default=[], metavar="FILE", help="only this file (repeatable)")
+    filters.add_argument("--category", action="append", default=[], help="only this category (repeatable)")
+    filters.add_argument("--trend", action="append", default=[], choices=("better", "unchanged", "worse"),
+                         help="only briefs with this trend (repeatable)")
+    filters.add_argument("--date-from", metavar="YYYY-MM-DD", help="only briefs whose week ends on or after this date")
+    filters.add_argument("--date-to", metavar="YYYY-MM-DD", help="only briefs whose week starts on or before this date")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of the ``rag`` command."""
+    parser = argparse.ArgumentParser(
+        prog="rag", description="Ask questions of security briefs; get cited passages back."
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    index = commands.add_parser("index", help="build or update the index of a corpus folder")
+    _add_index_options(index)
+    index.add_argument("--rebuild", action="store_true", help="rebuild from scratch even if up to date")
+
+    ask = commands.add_parser("ask", help="answer a question (or a file of questions) with cited passages")
+    ask.add_argument("question", nargs="?", help="the question, in plain English")
+    ask.add_argument("--batch", type=Path, metavar="FILE",
+                     help="questions, one per line or JSONL with a 'question' field; prints JSON lines")
+    ask.add_argument("--json", action="store_true", help="print JSON instead of text")
+    _add_index_options(ask)
+    _add_search_options(ask)
+    return parser
+
+
+# ---------------------------------------------------------------------------
+# Commands
+# ---------------------------------------------------------------------------
+
+
+def _open(args: argparse.Namespace, rebuild: bool = False) -> Retriever:
+    from .retrieval import Retriever
+
+    reranker = None
+    if getattr(args, "reranker", None):
+        from .rerank import CrossEncoderReranker
+
+        reranker = CrossEncoderReranker(args.reranker)
+    retriever = Retriever.open(args.corpus, args.index_dir, reranker=reranker, progress=sys.stderr.isatty(),
+                               rebuild=rebuild)
+    report = retriever.report
+    if report.action != "opened" or report.warnings or report.skipped or getattr(args, "command", "") == "index":
+        for message in report.messages():
+            print(f"rag: {message}", file=sys.stderr)
+    return retriever
+
+
+def _filters(args: argparse.Namespace) -> Filters:
+    from datetime import date
+
+    from .stores.passages import Filters
+
+    for name in ("date_from", "date_to"):
+        value = getattr(args, name)
+        if value is not None:
+            try:
+                date.fromisoformat(value)
+            except ValueError:
+                raise UsageError(f"--{name.replace('_', '-')} must be a date like 2019-04-15, got {value!r}") from None
+    return Filters(tuple(args.source), tuple(args.category), tuple(args.trend), args.date_from, args.date_to)
+
+
+def _read_batch(path: Path) -> Iterator[tuple[str | None, str | None]]:
+    """(question, error) per non-blank line of a batch file."""
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except FileNotFoundError:
+        raise RagError(f"batch file not found: {path}") from None
+    except (OSError, UnicodeDecodeError) as error:
+        raise RagError(f"cannot read batch file {path}: {error}") from None
+    for number, line in enumerate(lines, start=1):
+        stripped = line.strip()
+        if not stripped:
+            continue
+        if not stripped.startswith("{"):
+            yield stripped, None
+            continue
+        try:
+            question = json.loads(stripped).get("question")
+        except (ValueError, AttributeError):
+            yield None, f"line {number}: not valid JSON"
+            continue
+        if not isinstance(question, str):
+            yield None, f"line {number}: no 'question' string"
+        else:
+            yield question, None
+
+
+def _search_kwargs(args: argparse.Namespace) -> dict[str, Any]:
+    return {"k": args.k, "mode": args.mode, "filters": _filters(args), "mmr": args.mmr}
+
+
+def _ask_batch(args: argparse.Namespace, out: TextIO) -> int:
+    questions = list(_read_batch(args.batch))
+    kwargs = _search_kwargs(args)
+    retriever = _open(args)
+    valid = [q for q, _ in questions if q and q.strip()]
+    if valid:
+        retriever.encode_questions([q.strip() for q in valid])
+    for question, error in questions:
+        record: dict[str, Any] = {"question": question}
+        if error is None:
+            try:
+                record["hits"] = [hit.to_dict() for hit in retriever.search(question or "", **kwargs)]
+            except QueryError as problem:
+                error = str(problem)
+        if error is not None:
+            record.update(hits=[], error=error)
+        out.write(json.dumps(record, ensure_ascii=False) + "\n")
+    return 0
+
+
+def _ask(args: argparse.Namespace, out: TextIO) -> int:
+    if args.batch is not None:
+        if args.question is not None:
+            raise UsageError("give either a QUESTION or --batch FILE, not both")
+        return _ask_batch(args, out)
+    if args.question is None or not args.question.strip():
+        raise UsageError("the question is empty: rag ask \"What did Belarus seek from China?\"")
+    kwargs = _search_kwargs(args)
+    retriever = _open(args)
+    hits = retriever.search(args.question, **kwargs)
+    if args.json:
+        out.write(json.dumps({"question": args.question, "hits": [h.to_dict() for h in hits]}, ensure_ascii=False, indent=2) + "\n")
+    else:
+        _print_hits(args.question, hits, out)
+    return 0
+
+
+def _print_hits(question: str, hits: Sequence[Hit], out: TextIO) -> None:
+    if not hits:
+        out.write("No passage matches (check the filters).\n")
+        return
+    marked = out.isatty()
+    for hit in hits:
+        week = f"{hit.week_start} – {hit.week_end}" if hit.week_start else "no date"
+        out.write(f"\n#{hit.rank}  score {hit.score:.3f}  {hit.title}\n")
+        out.write(f"    {week} · {hit.source} [{hit.start}:{hit.end}]\n")
+        before = hit.text[: hit.sentence.start - hit.start]
+        after = hit.text[hit.sentence.end - hit.start :]
+        sentence = f"\033[1;4m{hit.sentence.text}\033[0m" if marked else f"»{hit.sentence.text}«"
+        out.write("    " + (before + sentence + after).replace("\n", "\n    ") + "\n")
+        out.write(f"    quote [{hit.sentence.start}:{hit.sentence.end}]: {hit.sentence.text}\n")
+
+
+def _index(args: argparse.Namespace, out: TextIO) -> int:
+    retriever = _open(args, rebuild=args.rebuild)
+    out.write(f"index in {args.index_dir}: {retriever.report.documents} documents, {retriever.report.passages} passages\n")
+    return 0
+
+
+COMMANDS = {"index": _index, "ask": _ask}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the ``rag`` command; returns the exit status."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return COMMANDS[args.command](args, sys.stdout)
+    except UsageError as error:
+        parser.exit(EXIT_USAGE, f"rag {args.command}: error: {error}\n")
+    except RagError as error:
+        print(f"rag: error: {error}", file=sys.stderr)
+        return EXIT_FAILURE
+    except OSError as error:
+        print(f"rag: error: {error.strerror or error}: {error.filename or ''}".rstrip(": "), file=sys.stderr)
+        return EXIT_FAILURE
+    except KeyboardInterrupt:
+        print("rag: interrupted", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

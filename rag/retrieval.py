@@ -1,0 +1,301 @@
+"""The ``Retriever``: dense + lexical search, fusion, filters, de-duplication, supporting sentence.
+
+>>> retriever = Retriever.open(corpus="seeds", index_dir="index")  # doctest: +SKIP
+>>> hit = retriever.search("What did Belarus seek from China?", k=3)[0]  # doctest: +SKIP
+>>> hit.text == open("seeds/" + hit.source, encoding="utf-8").read()[hit.start:hit.end]  # doctest: +SKIP
+True
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from . import ranking
+from .config import (
+    DEFAULT_CORPUS,
+    DEFAULT_INDEX_DIR,
+    DEFAULT_K,
+    DEFAULT_MODE,
+    MAX_K,
+    SEARCH_MODES,
+    FusionSettings,
+    IndexSettings,
+    model_setting,
+)
+from .documents import Corpus, Document, FolderCorpus
+from .embedding import Embedder, load_embedder
+from .errors import QueryError
+from .index import IndexReport, OpenIndex, open_index, search_text
+from .rerank import Reranker
+from .stores.passages import Filters, PassageRecord
+
+_QUESTION_CACHE_SIZE = 1024
+
+
+@dataclass(frozen=True)
+class SentenceSpan:
+    """A quotable sentence: ``file_text[start:end] == text``."""
+
+    text: str
+    start: int
+    end: int
+
+
+@dataclass(frozen=True)
+class Hit:
+    """One retrieved passage with its citation and the sentence that best answers the question."""
+
+    rank: int
+    score: float
+    source: str
+    title: str
+    week_start: str | None
+    week_end: str | None
+    category: str | None
+    trend: str | None
+    start: int
+    end: int
+    text: str
+    sentence: SentenceSpan
+    chunk_id: str = field(default="", compare=False)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The hit in the JSON schema shared by the CLI, the app and evaluation scripts."""
+        return {
+            "rank": self.rank,
+            "score": round(float(self.score), 6),
+            "source": self.source,
+            "title": self.title,
+            "week_start": self.week_start,
+            "week_end": self.week_end,
+            "category": self.category,
+            "trend": self.trend,
+            "start": self.start,
+            "end": self.end,
+            "text": self.text,
+            "sentence": {"text": self.sentence.text, "start": self.sentence.start, "end": self.sentence.end},
+        }
+
+
+def validate_query(question: str, k: int, mode: str) -> str:
+    """The stripped question; raises ``QueryError`` for an empty question, bad ``k`` or mode."""
+    if not isinstance(question, str) or not question.strip():
+        raise QueryError("the question is empty: type a question in plain English")
+    if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= MAX_K:
+        raise QueryError(f"k must be a whole number from 1 to {MAX_K} (got {k!r})")
+    if mode not in SEARCH_MODES:
+        raise QueryError(f"unknown search mode {mode!r}: choose one of {', '.join(SEARCH_MODES)}")
+    return question.strip()
+
+
+class Retriever:
+    """Answers questions with cited passages from a persisted index.
+
+    Open it with :meth:`open`; it builds or updates the index when the corpus or the
+    settings changed. Safe to share between threads.
+    """
+
+    def __init__(
+        self,
+        corpus: Corpus,
+        index_dir: Path,
+        settings: IndexSettings,
+        index: OpenIndex,
+        fusion: FusionSettings = FusionSettings(),
+        reranker: Reranker | None = None,
+    ) -> None:
+        self.corpus = corpus
+        self.index_dir = index_dir
+        self.settings = settings
+        self.fusion = fusion
+        self.reranker = reranker
+        self._index = index
+        self._refresh_lock = threading.Lock()
+        self._cache_lock = threading.Lock()
+        self._question_vectors: OrderedDict[str, np.ndarray] = OrderedDict()
+
+    @classmethod
+    def open(
+        cls,
+        corpus: str | Path | Corpus = DEFAULT_CORPUS,
+        index_dir: str | Path = DEFAULT_INDEX_DIR,
+        *,
+        settings: IndexSettings | None = None,
+        fusion: FusionSettings = FusionSettings(),
+        reranker: Reranker | None = None,
+        progress: bool = False,
+        rebuild: bool = False,
+    ) -> Retriever:
+        """Open (building or updating as needed) the index of ``corpus`` stored in ``index_dir``.
+
+        ``corpus`` is a folder of ``.txt``/``.md`` files or any ``Corpus``. What the call did
+        to the index is in :attr:`report`.
+        """
+        corpus = FolderCorpus(corpus) if isinstance(corpus, (str, Path)) else corpus
+        settings = settings or IndexSettings(model=model_setting())
+        index_dir = Path(index_dir)
+        index = open_index(
+            corpus, index_dir, settings, lambda: load_embedder(settings.model), progress=progress, rebuild=rebuild
+        )
+        return cls(corpus, index_dir, settings, index, fusion, reranker)
+
+    @property
+    def report(self) -> IndexReport:
+        """What the last open or refresh did to the index."""
+        return self._index.report
+
+    @property
+    def embedder(self) -> Embedder:
+        """The question encoder (loaded on first use)."""
+        return load_embedder(self.settings.model)
+
+    def refresh(self, *, progress: bool = False, rebuild: bool = False) -> IndexReport:
+        """Bring the index up to date with the corpus (after files were added or changed)."""
+        with self._refresh_lock:
+            fresh = open_index(
+                self.corpus, self.index_dir, self.settings, lambda: self.embedder, progress=progress, rebuild=rebuild
+            )
+            old, self._index = self._index, fresh
+            if old.directory != fresh.directory:
+                old.close()
+        return fresh.report
+
+    # -- reading ---------------------------------------------------------------
+
+    def documents(self) -> list[dict[str, Any]]:
+        """The indexed documents with title, week, category, trend and passage count."""
+        return self._index.passages.documents()
+
+    def document(self, source: str) -> Document | None:
+        """The full stored document of a source name."""
+        return self._index.passages.document(source)
+
+    # -- searching -------------------------------------------------------------
+
+    def encode_questions(self, questions: Sequence[str]) -> np.ndarray:
+        """Question vectors, cached per question text."""
+        with self._cache_lock:
+            missing = [q for q in dict.fromkeys(questions) if q not in self._question_vectors]
+        if missing:
+            vectors = self.embedder.encode(list(missing))
+            with self._cache_lock:
+                for question, vector in zip(missing, vectors):
+                    self._question_vectors[question] = vector
+                while len(self._question_vectors) > _QUESTION_CACHE_SIZE:
+                    self._question_vectors.popitem(last=False)
+        with self._cache_lock:
+            for question in questions:
+                self._question_vectors.move_to_end(question)
+            return np.vstack([self._question_vectors[q] for q in questions])
+
+    def search(
+        self,
+        question: str,
+        k: int = DEFAULT_K,
+        *,
+        mode: str = DEFAULT_MODE,
+        filters: Filters | None = None,
+        mmr: float | None = None,
+    ) -> list[Hit]:
+        """The ``k`` best passages for ``question``, best first, no two overlapping.
+
+        ``mode`` is ``hybrid`` (BM25 + dense fusion), ``dense`` or ``bm25``. ``filters``
+        restrict the search inside the stores, so ``k`` hits come back whenever ``k``
+        matching passages exist. ``mmr`` (0..1) re-orders for diversity; 1.0 is pure relevance.
+        """
+        question = validate_query(question, k, mode)
+        if mmr is not None and not 0.0 <= mmr <= 1.0:
+            raise QueryError(f"mmr must be between 0 and 1 (got {mmr})")
+        index = self._index
+        allowed = None
+        if filters is not None and not filters.is_empty():
+            allowed = set(index.passages.filtered_ids(filters))
+            if not allowed:
+                return []
+        query_vector = self.encode_questions([question])[0]
+        ranked = self._rank(index, question, query_vector, mode, max(self.fusion.candidates, 4 * k), allowed)
+        if self.reranker is not None:
+            ranked = self._rerank(index, question, ranked[: max(4 * k, 20)])
+        records = index.passages.passages([passage_id for passage_id, _ in ranked[: 8 * k + 20]])
+        ordered = [(records[i], score) for i, score in ranked if i in records]
+        ordered = ranking.drop_overlapping(ordered, lambda item: (item[0].source, item[0].start, item[0].end))
+        if mmr is not None and ordered:
+            vectors = index.vectors.vectors([record.id for record, _ in ordered])
+            ordered = [ordered[i] for i in ranking.maximal_marginal_relevance(query_vector, vectors, k, mmr)]
+        return [
+            self._hit(index, rank, record, score, question, query_vector)
+            for rank, (record, score) in enumerate(ordered[:k], start=1)
+        ]
+
+    def _rank(
+        self,
+        index: OpenIndex,
+        question: str,
+        query_vector: np.ndarray,
+        mode: str,
+        candidates: int,
+        allowed: set[int] | None,
+    ) -> list[tuple[int, float]]:
+        dense: dict[int, float] = {}
+        lexical: dict[int, float] = {}
+        if mode in ("dense", "hybrid"):
+            scores, ids = index.vectors.search(query_vector[None, :], candidates, allowed)
+            dense = {int(i): float(s) for s, i in zip(scores[0], ids[0]) if i >= 0}
+        if mode in ("bm25", "hybrid"):
+            scores, ids = index.lexical.search(question, candidates, allowed)
+            lexical = {int(i): float(s) for s, i in zip(scores, ids)}
+        if mode == "dense":
+            return sorted(dense.items(), key=lambda item: -item[1])
+        if mode == "bm25":
+            return sorted(lexical.items(), key=lambda item: -item[1])
+        if self.fusion.method == "rrf":
+            return ranking.reciprocal_rank_fusion(
+                [sorted(dense, key=dense.__getitem__, reverse=True), sorted(lexical, key=lexical.__getitem__, reverse=True)],
+                k=self.fusion.rrf_k,
+            )
+        return ranking.convex_fusion(dense, lexical, self.fusion.dense_weight)
+
+    def _rerank(self, index: OpenIndex, question: str, ranked: list[tuple[int, float]]) -> list[tuple[int, float]]:
+        assert self.reranker is not None
+        records = index.passages.passages([i for i, _ in ranked])
+        ids = [i for i, _ in ranked if i in records]
+        texts = [search_text(records[i].kind, records[i].title, records[i].text) for i in ids]
+        scores = self.reranker.score(question, texts)
+        return sorted(zip(ids, scores), key=lambda item: -item[1])
+
+    def _hit(
+        self, index: OpenIndex, rank: int, record: PassageRecord, score: float, question: str, query_vector: np.ndarray
+    ) -> Hit:
+        start, end = _supporting_sentence(index, record, query_vector)
+        text = record.text[start - record.start : end - record.start]
+        return Hit(
+            rank=rank,
+            score=score,
+            source=record.source,
+            title=record.title,
+            week_start=record.week_start,
+            week_end=record.week_end,
+            category=record.category,
+            trend=record.trend,
+            start=record.start,
+            end=record.end,
+            text=record.text,
+            sentence=SentenceSpan(text, start, end),
+            chunk_id=record.chunk_id,
+        )
+
+
+def _supporting_sentence(index: OpenIndex, record: PassageRecord, query_vector: np.ndarray) -> tuple[int, int]:
+    """The span of the passage sentence whose stored vector is closest to the question."""
+    sentences = index.passages.sentence_vectors(record.source, record.start, record.end)
+    scored = [(float(vector @ query_vector), (start, end)) for start, end, vector in sentences if vector is not None]
+    if scored:
+        return max(scored)[1]
+    return record.sentences[0] if record.sentences else (record.start, record.end)

@@ -1,0 +1,245 @@
+"""The passage store: documents, chunks and sentence vectors in SQLite (stdlib ``sqlite3``).
+
+Chunk row ids are the int64 ids shared with the vector and lexical stores.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..chunking import Chunk
+from ..documents import Document, Span
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS documents (
+    source TEXT PRIMARY KEY,
+    fingerprint TEXT NOT NULL,
+    title TEXT NOT NULL,
+    week_start TEXT,
+    week_end TEXT,
+    category TEXT,
+    trend TEXT,
+    author TEXT,
+    kind TEXT NOT NULL,
+    text TEXT NOT NULL,
+    body TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS chunks (
+    id INTEGER PRIMARY KEY,
+    chunk_id TEXT NOT NULL UNIQUE,
+    source TEXT NOT NULL REFERENCES documents(source) ON DELETE CASCADE,
+    start INTEGER NOT NULL,
+    end INTEGER NOT NULL,
+    text TEXT NOT NULL,
+    sentences TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS chunks_source ON chunks(source);
+CREATE TABLE IF NOT EXISTS sentences (
+    source TEXT NOT NULL REFERENCES documents(source) ON DELETE CASCADE,
+    start INTEGER NOT NULL,
+    end INTEGER NOT NULL,
+    vector BLOB,
+    PRIMARY KEY (source, start, end)
+);
+"""
+
+
+@dataclass(frozen=True)
+class PassageRecord:
+    """A stored chunk joined with its document's metadata."""
+
+    id: int
+    chunk_id: str
+    source: str
+    start: int
+    end: int
+    text: str
+    sentences: tuple[Span, ...]
+    title: str
+    week_start: str | None
+    week_end: str | None
+    category: str | None
+    trend: str | None
+    author: str | None
+    kind: str
+
+
+@dataclass(frozen=True)
+class Filters:
+    """Restrict a search to passages whose document matches every given field.
+
+    Dates are ISO strings; a brief matches a date range when its week overlaps it.
+    """
+
+    sources: tuple[str, ...] = ()
+    categories: tuple[str, ...] = ()
+    trends: tuple[str, ...] = ()
+    date_from: str | None = None
+    date_to: str | None = None
+
+    def is_empty(self) -> bool:
+        """True when the filters restrict nothing."""
+        return not (self.sources or self.categories or self.trends or self.date_from or self.date_to)
+
+
+_RECORD_COLUMNS = (
+    "c.id, c.chunk_id, c.source, c.start, c.end, c.text, c.sentences, "
+    "d.title, d.week_start, d.week_end, d.category, d.trend, d.author, d.kind"
+)
+
+
+class PassageStore:
+    """SQLite-backed documents, chunks and sentence vectors; safe to share between threads."""
+
+    def __init__(self, path: Path, read_only: bool = False) -> None:
+        self.path = path
+        uri = f"file:{path}?mode=ro" if read_only else f"file:{path}"
+        self._db = sqlite3.connect(uri, uri=True, check_same_thread=False)
+        self._lock = threading.Lock()
+        self._db.execute("PRAGMA foreign_keys = ON")
+        if not read_only:
+            self._db.executescript(_SCHEMA)
+
+    def close(self) -> None:
+        """Close the database connection."""
+        self._db.close()
+
+    def check(self) -> None:
+        """Raise ``sqlite3.DatabaseError`` when the file is not a sound database."""
+        with self._lock:
+            (result,) = self._db.execute("PRAGMA quick_check").fetchone()
+        if result != "ok":
+            raise sqlite3.DatabaseError(result)
+
+    def _query(self, sql: str, parameters: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        with self._lock:
+            return self._db.execute(sql, parameters).fetchall()
+
+    # -- writing ---------------------------------------------------------------
+
+    def add_document(
+        self,
+        doc: Document,
+        fingerprint: str,
+        chunks: Sequence[Chunk],
+        sentences: Sequence[Span],
+        sentence_vectors: np.ndarray | None,
+    ) -> np.ndarray:
+        """Store a document with its chunks and sentence vectors; returns the chunk row ids."""
+        with self._lock, self._db:
+            self._db.execute(
+                "INSERT INTO documents VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    doc.source, fingerprint, doc.title, doc.week_start, doc.week_end, doc.category,
+                    doc.trend, doc.author, doc.kind, doc.text, json.dumps(doc.body),
+                ),
+            )
+            ids = []
+            for chunk in chunks:
+                cursor = self._db.execute(
+                    "INSERT INTO chunks (chunk_id, source, start, end, text, sentences) VALUES (?, ?, ?, ?, ?, ?)",
+                    (chunk.id, chunk.source, chunk.start, chunk.end, chunk.text, json.dumps(chunk.sentences)),
+                )
+                ids.append(cursor.lastrowid)
+            vectors: Iterable[bytes | None] = (
+                (row.tobytes() for row in sentence_vectors) if sentence_vectors is not None else (None for _ in sentences)
+            )
+            self._db.executemany(
+                "INSERT OR IGNORE INTO sentences VALUES (?, ?, ?, ?)",
+                [(doc.source, start, end, vector) for (start, end), vector in zip(sentences, vectors)],
+            )
+        return np.asarray(ids, dtype=np.int64)
+
+    def remove_sources(self, sources: Iterable[str]) -> list[int]:
+        """Delete documents with their chunks and sentences; returns the removed chunk ids."""
+        removed: list[int] = []
+        with self._lock, self._db:
+            for source in sources:
+                removed.extend(row[0] for row in self._db.execute("SELECT id FROM chunks WHERE source = ?", (source,)))
+                self._db.execute("DELETE FROM documents WHERE source = ?", (source,))
+        return removed
+
+    # -- reading ---------------------------------------------------------------
+
+    def passages(self, ids: Sequence[int]) -> dict[int, PassageRecord]:
+        """Records of the given chunk ids (unknown ids are absent)."""
+        if not ids:
+            return {}
+        placeholders = ",".join("?" * len(ids))
+        rows = self._query(
+            f"SELECT {_RECORD_COLUMNS} FROM chunks c JOIN documents d ON d.source = c.source "
+            f"WHERE c.id IN ({placeholders})",
+            [int(i) for i in ids],
+        )
+        return {
+            row[0]: PassageRecord(*row[:6], tuple(tuple(s) for s in json.loads(row[6])), *row[7:])  # type: ignore[arg-type]
+            for row in rows
+        }
+
+    def search_texts(self) -> list[tuple[int, str, str, str]]:
+        """Every chunk as (id, document kind, document title, chunk text), by id."""
+        return [
+            tuple(row)  # type: ignore[misc]
+            for row in self._query(
+                "SELECT c.id, d.kind, d.title, c.text FROM chunks c JOIN documents d ON d.source = c.source ORDER BY c.id"
+            )
+        ]
+
+    def sentence_vectors(self, source: str, start: int, end: int) -> list[tuple[int, int, np.ndarray | None]]:
+        """Sentences of ``source`` inside ``[start, end)`` with their stored vectors."""
+        rows = self._query(
+            "SELECT start, end, vector FROM sentences WHERE source = ? AND start >= ? AND end <= ? ORDER BY start",
+            (source, start, end),
+        )
+        return [(s, e, np.frombuffer(v, dtype=np.float32) if v is not None else None) for s, e, v in rows]
+
+    def filtered_ids(self, filters: Filters) -> list[int]:
+        """Chunk ids of documents that match the filters."""
+        clauses, parameters = [], []
+        for column, values in (("d.source", filters.sources), ("d.category", filters.categories), ("d.trend", filters.trends)):
+            if values:
+                clauses.append(f"{column} IN ({','.join('?' * len(values))})")
+                parameters.extend(values)
+        if filters.date_from:
+            clauses.append("d.week_end >= ?")
+            parameters.append(filters.date_from)
+        if filters.date_to:
+            clauses.append("d.week_start <= ?")
+            parameters.append(filters.date_to)
+        where = " AND ".join(clauses) or "1"
+        rows = self._query(f"SELECT c.id FROM chunks c JOIN documents d ON d.source = c.source WHERE {where}", parameters)
+        return [row[0] for row in rows]
+
+    def documents(self) -> list[dict[str, Any]]:
+        """Every document's metadata and passage count, ordered by week then source."""
+        rows = self._query(
+            "SELECT d.source, d.title, d.week_start, d.week_end, d.category, d.trend, d.author, d.kind, "
+            "COUNT(c.id) FROM documents d LEFT JOIN chunks c ON c.source = d.source "
+            "GROUP BY d.source ORDER BY d.week_start IS NULL, d.week_start, d.source"
+        )
+        keys = ("source", "title", "week_start", "week_end", "category", "trend", "author", "kind", "passages")
+        return [dict(zip(keys, row)) for row in rows]
+
+    def document(self, source: str) -> Document | None:
+        """The stored document of a source, with its full text and body spans."""
+        rows = self._query(
+            "SELECT source, text, title, body, week_start, week_end, category, trend, author, kind "
+            "FROM documents WHERE source = ?",
+            (source,),
+        )
+        if not rows:
+            return None
+        source, text, title, body, *metadata = rows[0]
+        return Document(source, text, title, tuple(tuple(span) for span in json.loads(body)), *metadata)  # type: ignore[arg-type]
+
+    def count(self) -> int:
+        """Number of stored chunks."""
+        return int(self._query("SELECT COUNT(*) FROM chunks")[0][0])
