@@ -1,0 +1,39 @@
+"""Shared fixtures: a copy of the seeds and one index built over it per test session."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+SEEDS = ROOT / "seeds"
+DATA = Path(__file__).resolve().parent / "data"
+
+
+@pytest.fixture(scope="session")
+def seeds_copy(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A private copy of the five bundled briefs (tests must not modify it)."""
+    folder = tmp_path_factory.mktemp("seeds")
+    for path in SEEDS.glob("*.txt"):
+        shutil.copy(path, folder / path.name)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def seeds_retriever(seeds_copy: Path, tmp_path_factory: pytest.TempPathFactory):
+    """A ``Retriever`` over the seeds copy, its index built once for the whole session."""
+    from rag.retrieval import Retriever
+
+    return Retriever.open(seeds_copy, tmp_path_factory.mktemp("index"))
+
+
+@pytest.fixture
+def corpus_dir(tmp_path: Path) -> Path:
+    """A fresh corpus folder holding a copy of the seeds, free to modify."""
+    folder = tmp_path / "corpus"
+    folder.mkdir()
+    for path in SEEDS.glob("*.txt"):
+        shutil.copy(path, folder / path.name)
+    return folder

@@ -1,0 +1,106 @@
+"""The Retriever: answers, exact citations, filters, de-duplication, the seeds question set."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from rag.config import MAX_K, SEARCH_MODES
+from rag.errors import QueryError
+from rag.ranking import overlap_fraction
+from rag.retrieval import Hit, Retriever
+from rag.stores.passages import Filters
+
+from .conftest import DATA
+
+CHINA = "003_d66b08127121952b.txt"
+HIT_KEYS = {"rank", "score", "source", "title", "week_start", "week_end", "category", "trend", "start", "end", "text", "sentence"}
+
+
+def load_questions() -> list[dict[str, str]]:
+    lines = (DATA / "seeds_qa.jsonl").read_text(encoding="utf-8").splitlines()
+    return [json.loads(line) for line in lines if line.strip()]
+
+
+def assert_cited_exactly(hits: list[Hit], corpus: Path) -> None:
+    for hit in hits:
+        text = (corpus / hit.source).read_text(encoding="utf-8")
+        assert text[hit.start : hit.end] == hit.text
+        assert text[hit.sentence.start : hit.sentence.end] == hit.sentence.text
+        assert hit.start <= hit.sentence.start < hit.sentence.end <= hit.end
+
+
+def test_china_question_returns_china_brief_with_answering_sentence(seeds_retriever: Retriever, seeds_copy: Path) -> None:
+    hits = seeds_retriever.search("What did Belarus seek from China?", k=5)
+    assert hits[0].source == CHINA
+    assert hits[0].title == "Sino-Belarusian military-industrial cooperation is likely to widen"
+    assert "Chin" in hits[0].sentence.text
+    assert [h.rank for h in hits] == [1, 2, 3, 4, 5]
+    assert_cited_exactly(hits, seeds_copy)
+
+
+@pytest.mark.parametrize("mode", SEARCH_MODES)
+def test_every_mode_cites_exactly_and_never_repeats_a_span(seeds_retriever: Retriever, seeds_copy: Path, mode: str) -> None:
+    for question in ("Roketsan missiles", "Which country bought the Polonaise?", "military exports to double"):
+        hits = seeds_retriever.search(question, k=8, mode=mode)
+        assert hits and len(hits) <= 8
+        assert_cited_exactly(hits, seeds_copy)
+        scores = [h.score for h in hits]
+        assert scores == sorted(scores, reverse=True)
+        for i, a in enumerate(hits):
+            for b in hits[i + 1 :]:
+                assert a.source != b.source or overlap_fraction((a.start, a.end), (b.start, b.end)) <= 0.5
+
+
+def test_hit_json_schema(seeds_retriever: Retriever) -> None:
+    record = seeds_retriever.search("Polonaise Azerbaijan", k=1)[0].to_dict()
+    assert set(record) == HIT_KEYS
+    assert set(record["sentence"]) == {"text", "start", "end"}
+    assert json.loads(json.dumps(record)) == record
+
+
+def test_filters_apply_inside_the_index(seeds_retriever: Retriever) -> None:
+    only_2017 = seeds_retriever.search("cooperation", k=10, filters=Filters(date_from="2017-01-01", date_to="2017-12-31"))
+    assert only_2017 and {h.week_start[:4] for h in only_2017} == {"2017"}  # type: ignore[index]
+    worse = seeds_retriever.search("cooperation", k=3, filters=Filters(trends=("worse",)))
+    assert worse == []
+    uncategorized = seeds_retriever.search("cooperation", k=3, filters=Filters(categories=("Security issues",)))
+    assert all(h.category == "Security issues" for h in uncategorized)
+    one = seeds_retriever.search("China", k=4, filters=Filters(sources=("000_3b696b7c0f75676d.txt",)))
+    assert {h.source for h in one} == {"000_3b696b7c0f75676d.txt"}
+    # k results come back when k exist: the Turkey brief alone has at least 3 passages
+    assert len(seeds_retriever.search("Azerbaijan", k=3, mode="dense", filters=Filters(sources=("000_3b696b7c0f75676d.txt",)))) >= 3
+
+
+@pytest.mark.parametrize(
+    "question,k,mode,message",
+    [("", 5, "hybrid", "empty"), ("   \n", 5, "hybrid", "empty"), ("x", 0, "hybrid", "k must"),
+     ("x", MAX_K + 1, "hybrid", "k must"), ("x", 5, "magic", "unknown search mode")],
+)
+def test_bad_queries_raise_clear_errors(seeds_retriever: Retriever, question: str, k: int, mode: str, message: str) -> None:
+    with pytest.raises(QueryError, match=message):
+        seeds_retriever.search(question, k=k, mode=mode)
+
+
+def test_seeds_question_set_recall_and_evidence(seeds_retriever: Retriever) -> None:
+    questions = load_questions()
+    assert len(questions) >= 30
+    first, in_top5 = 0, 0
+    for item in questions:
+        hits = seeds_retriever.search(item["question"], k=5)
+        first += hits[0].source == item["source"]
+        in_top5 += any(h.source == item["source"] and item["evidence"] in h.text for h in hits)
+    assert first / len(questions) >= 0.95, f"Recall@1 {first}/{len(questions)}"
+    assert in_top5 / len(questions) >= 0.95, f"evidence in top 5 {in_top5}/{len(questions)}"
+
+
+def test_refresh_indexes_a_new_file_without_reopening(corpus_dir: Path, tmp_path: Path) -> None:
+    retriever = Retriever.open(corpus_dir, tmp_path / "index")
+    (corpus_dir / "memo.md").write_text("# Memo\n\nBelarus ordered Pantsir radars from Oryol in 2021.", encoding="utf-8")
+    report = retriever.refresh()
+    assert report.action == "updated" and report.added == ["memo.md"]
+    hit = retriever.search("Pantsir radars Oryol", k=1)[0]
+    assert hit.source == "memo.md" and hit.title == "memo"
+    assert_cited_exactly([hit], corpus_dir)
