@@ -37,3 +37,24 @@ def corpus_dir(tmp_path: Path) -> Path:
     for path in SEEDS.glob("*.txt"):
         shutil.copy(path, folder / path.name)
     return folder
+
+
+@pytest.fixture(scope="session")
+def seeds_index_template(seeds_copy: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An index folder of the seeds with default settings, built once; copy it, never modify it."""
+    from rag.config import IndexSettings
+    from rag.documents import FolderCorpus
+    from rag.embedding import load_embedder
+    from rag.index import open_index
+
+    folder = tmp_path_factory.mktemp("index-template")
+    open_index(FolderCorpus(seeds_copy), folder, IndexSettings(), load_embedder).close()
+    return folder
+
+
+@pytest.fixture
+def seeds_index(seeds_index_template: Path, tmp_path: Path) -> Path:
+    """A private, up-to-date index folder of the seeds (matches ``corpus_dir``), free to modify."""
+    folder = tmp_path / "index"
+    shutil.copytree(seeds_index_template, folder)
+    return folder

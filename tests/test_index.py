@@ -38,8 +38,8 @@ def test_build_then_reopen_without_work(corpus_dir: Path, tmp_path: Path) -> Non
     assert again.directory == built.directory
 
 
-def test_stored_passages_keep_exact_offsets(corpus_dir: Path, tmp_path: Path) -> None:
-    index = open_seeds(corpus_dir, tmp_path / "index")
+def test_stored_passages_keep_exact_offsets(corpus_dir: Path, seeds_index: Path) -> None:
+    index = open_seeds(corpus_dir, seeds_index)
     records = index.passages.passages(list(range(1, index.report.passages + 1)))
     assert len(records) == index.report.passages
     for record in records.values():
@@ -49,8 +49,8 @@ def test_stored_passages_keep_exact_offsets(corpus_dir: Path, tmp_path: Path) ->
             assert record.start <= start < end <= record.end
 
 
-def test_changed_added_and_removed_files_update_only_what_changed(corpus_dir: Path, tmp_path: Path) -> None:
-    index_dir = tmp_path / "index"
+def test_changed_added_and_removed_files_update_only_what_changed(corpus_dir: Path, seeds_index: Path) -> None:
+    index_dir = seeds_index
     first = open_seeds(corpus_dir, index_dir)
     kept = {r.chunk_id: r.id for r in first.passages.passages(list(range(1, 200))).values()
             if r.source == "000_3b696b7c0f75676d.txt"}
@@ -72,8 +72,8 @@ def test_changed_added_and_removed_files_update_only_what_changed(corpus_dir: Pa
     assert len(second.vectors) == len(second.lexical) == second.passages.count()
 
 
-def test_settings_or_model_change_rebuilds(corpus_dir: Path, tmp_path: Path) -> None:
-    index_dir = tmp_path / "index"
+def test_settings_or_model_change_rebuilds(corpus_dir: Path, seeds_index: Path) -> None:
+    index_dir = seeds_index
     open_seeds(corpus_dir, index_dir)
     smaller = open_seeds(corpus_dir, index_dir, IndexSettings(chunk_tokens=64, overlap_tokens=16))
     assert smaller.report.action == "rebuilt" and "settings" in smaller.report.reason
@@ -97,8 +97,8 @@ def test_settings_or_model_change_rebuilds(corpus_dir: Path, tmp_path: Path) -> 
     ],
     ids=["truncated-vectors", "garbage-sqlite", "bad-manifest", "missing-vectors", "missing-lexical", "bad-current"],
 )
-def test_corrupted_index_is_detected_and_rebuilt(corpus_dir: Path, tmp_path: Path, damage) -> None:
-    index_dir = tmp_path / "index"
+def test_corrupted_index_is_detected_and_rebuilt(corpus_dir: Path, seeds_index: Path, damage) -> None:
+    index_dir = seeds_index
     open_seeds(corpus_dir, index_dir)
     damage(live_generation(index_dir))
     recovered = open_seeds(corpus_dir, index_dir)
@@ -107,8 +107,8 @@ def test_corrupted_index_is_detected_and_rebuilt(corpus_dir: Path, tmp_path: Pat
     assert open_seeds(corpus_dir, index_dir, embed=None).report.action == "opened"
 
 
-def test_crash_during_update_leaves_previous_index_live(corpus_dir: Path, tmp_path: Path) -> None:
-    index_dir = tmp_path / "index"
+def test_crash_during_update_leaves_previous_index_live(corpus_dir: Path, seeds_index: Path) -> None:
+    index_dir = seeds_index
     before = open_seeds(corpus_dir, index_dir)
     (corpus_dir / "new.txt").write_text("Fresh text about Belarus.", encoding="utf-8")
 
@@ -123,10 +123,10 @@ def test_crash_during_update_leaves_previous_index_live(corpus_dir: Path, tmp_pa
     assert open_seeds(corpus_dir, index_dir, embed=None).report.action == "opened"
 
 
-def test_bad_files_never_abort_the_build(corpus_dir: Path, tmp_path: Path) -> None:
+def test_bad_files_never_abort_the_build(corpus_dir: Path, seeds_index: Path) -> None:
     (corpus_dir / "latin1.txt").write_bytes("Minsk caf\xe9 report on Belarus.".encode("latin-1"))
     (corpus_dir / "empty.md").write_text("   \n", encoding="utf-8")
-    index = open_seeds(corpus_dir, tmp_path / "index")
+    index = open_seeds(corpus_dir, seeds_index)
     assert index.report.documents == 6
     assert index.report.skipped == [("empty.md", "no text to index")]
     assert any("latin1.txt" in w and "UTF-8" in w for w in index.report.warnings)
