@@ -38,6 +38,18 @@ def assert_nothing_lost(doc: Document, chunks: list[Chunk]) -> None:
         assert not missing, f"body text lost at {missing[:5]}: {doc.text[missing[0]:missing[0] + 40]!r}"
 
 
+def chunk_and_check(doc: Document, counter, max_tokens: int, overlap: int) -> list[Chunk]:
+    """Chunk a document and assert the invariants every chunking must keep."""
+    chunks = chunk_document(doc, counter, max_tokens, overlap)
+    assert_exact(doc, chunks)
+    assert_nothing_lost(doc, chunks)
+    for chunk in chunks:
+        assert sum(counter([doc.text[s:e] for s, e in chunk.sentences])) <= max_tokens
+    starts = [c.start for c in chunks]
+    assert starts == sorted(starts) and len(set(starts)) == len(starts)
+    return chunks
+
+
 @pytest.fixture(scope="module")
 def count_tokens():
     from rag.embedding import load_embedder
@@ -51,11 +63,7 @@ def test_seed_chunks_exact_complete_and_bounded(count_tokens, max_tokens: int, o
     for source in corpus.fingerprints():
         doc = corpus.load(source)
         assert doc is not None
-        chunks = chunk_document(doc, count_tokens, max_tokens, overlap)
-        assert_exact(doc, chunks)
-        assert_nothing_lost(doc, chunks)
-        for chunk in chunks:
-            assert sum(count_tokens([doc.text[s:e] for s, e in chunk.sentences])) <= max_tokens
+        chunk_and_check(doc, count_tokens, max_tokens, overlap)
 
 
 def test_seed_body_sentences_each_inside_a_chunk(count_tokens) -> None:
@@ -139,10 +147,4 @@ def test_property_offsets_exact_and_nothing_lost(text: str, max_tokens: int, ove
     overlap = min(overlap, max_tokens - 1)
     doc = parse_text("p.txt", text)
     assert doc is not None
-    chunks = chunk_document(doc, count_words, max_tokens, overlap)
-    assert_exact(doc, chunks)
-    assert_nothing_lost(doc, chunks)
-    for chunk in chunks:
-        assert sum(count_words([doc.text[s:e] for s, e in chunk.sentences])) <= max_tokens
-    starts = [c.start for c in chunks]
-    assert starts == sorted(starts) and len(set(starts)) == len(starts)
+    chunk_and_check(doc, count_words, max_tokens, overlap)
