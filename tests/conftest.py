@@ -58,3 +58,18 @@ def seeds_index(seeds_index_template: Path, tmp_path: Path) -> Path:
     folder = tmp_path / "index"
     shutil.copytree(seeds_index_template, folder)
     return folder
+
+
+@pytest.fixture(scope="session")
+def ui_url(seeds_retriever):
+    """URL of the web app over ``seeds_retriever``, served on a free loopback port for the session."""
+    import socket
+
+    from rag.ui import serve
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    app = serve(seeds_retriever, "127.0.0.1", port, block=False)
+    yield f"http://127.0.0.1:{port}/"
+    app.close()

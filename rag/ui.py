@@ -1,0 +1,369 @@
+"""The Gradio web app: Blocks layout and callbacks only; all the work goes through ``Retriever``.
+
+Start it with ``rag serve`` or ``python app.py``. Callbacks live on :class:`SearchApp`, so they
+can be called (and tested) without a browser. The same search is the ``/search`` API endpoint:
+
+>>> from gradio_client import Client  # doctest: +SKIP
+>>> Client("http://127.0.0.1:7860/").predict("What did Belarus seek from China?", 3, api_name="/search")  # doctest: +SKIP
+{'question': 'What did Belarus seek from China?', 'hits': [{'rank': 1, ...}, ...]}
+"""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Sequence
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import gradio as gr
+
+from .config import DEFAULT_K, DEFAULT_MODE, SEARCH_MODES
+from .documents import FolderCorpus
+from .errors import QueryError, RagError
+from .retrieval import Retriever
+from .stores.passages import Filters
+from .ui_files import (
+    MAX_UPLOAD_BYTES,
+    UploadError,
+    read_upload,
+    results_payload,
+    save_upload,
+    write_csv,
+    write_json,
+)
+from .ui_render import CSS, PASSAGE_ANCHOR, brief_view, corpus_table, message, placeholder, result_cards
+
+#: Questions offered under the question box, each answered by one of the bundled briefs.
+EXAMPLE_QUESTIONS = (
+    "What did Belarus seek from China?",
+    "Which Turkish firms such as Roketsan held talks with Belarus?",
+    "Did Azerbaijan receive the Polonaise from Belarus?",
+    "Which Kazakh defence firms did Belarusians visit?",
+)
+
+#: Largest top-k offered by the slider.
+UI_MAX_K = 20
+
+_NO_RESULTS = results_payload("", [])
+
+#: The corpus table HTML and updated brief, category and trend filter dropdowns.
+CorpusView = tuple[str, gr.Dropdown, gr.Dropdown, gr.Dropdown]
+#: A message HTML followed by a ``CorpusView``.
+CorpusUpdate = tuple[str, str, gr.Dropdown, gr.Dropdown, gr.Dropdown]
+
+# Delegated click handler of the result cards: "Open in brief" asks the server for the brief,
+# "Copy" writes the card's citation to the clipboard, or selects it when the clipboard is unavailable.
+_RESULTS_JS = """
+element.addEventListener('click', (event) => {
+  const open = event.target.closest('button[data-open-rank]');
+  if (open) { trigger('click', {rank: Number(open.dataset.openRank)}); return; }
+  const copy = event.target.closest('button.rag-copy');
+  if (!copy) return;
+  const cite = copy.closest('.rag-card').querySelector('.rag-citation');
+  const label = copy.dataset.label || copy.textContent;
+  copy.dataset.label = label;
+  const say = (text) => { copy.textContent = text; setTimeout(() => { copy.textContent = label; }, 2000); };
+  const select = () => { window.getSelection().selectAllChildren(cite); say('Selected: press Ctrl+C'); };
+  try {
+    navigator.clipboard.writeText(cite.textContent).then(() => say('Copied ✓'), select);
+  } catch (error) {
+    select();
+  }
+});
+"""
+
+# Scrolls the brief box to its highlighted passage, then brings the box itself into view.
+_SCROLL_JS = f"""() => {{
+  setTimeout(() => {{
+    const passage = document.getElementById('{PASSAGE_ANCHOR}');
+    if (!passage) return;
+    const box = passage.closest('.rag-brief');
+    const header = box.querySelector('.rag-brief-head').offsetHeight;
+    box.scrollTop += passage.getBoundingClientRect().top - box.getBoundingClientRect().top - header - 16;
+    box.scrollIntoView({{block: 'nearest'}});
+  }}, 50);
+}}"""
+
+
+def _date(value: str | None, label: str) -> str | None:
+    value = (value or "").strip()
+    if not value:
+        return None
+    try:
+        return date.fromisoformat(value).isoformat()
+    except ValueError:
+        raise QueryError(f"{label} must be a date like 2018-06-11 (got {value!r})") from None
+
+
+def make_filters(
+    sources: Sequence[str] | None,
+    date_from: str | None,
+    date_to: str | None,
+    categories: Sequence[str] | None,
+    trends: Sequence[str] | None,
+) -> Filters:
+    """``Filters`` from the filter controls; raises ``QueryError`` for a malformed or reversed date range."""
+    start, end = _date(date_from, "'Week from'"), _date(date_to, "'Week to'")
+    if start and end and start > end:
+        raise QueryError(f"the week range is reversed: {start} is after {end}")
+    return Filters(tuple(sources or ()), tuple(categories or ()), tuple(trends or ()), start, end)
+
+
+def _describe(filters: Filters, titles: dict[str, str]) -> str:
+    parts = []
+    if filters.sources:
+        parts.append("brief: " + "; ".join(titles.get(source, source) for source in filters.sources))
+    if filters.categories:
+        parts.append("category: " + ", ".join(filters.categories))
+    if filters.trends:
+        parts.append("trend: " + ", ".join(filters.trends))
+    if filters.date_from or filters.date_to:
+        parts.append(f"weeks {filters.date_from or '…'} to {filters.date_to or '…'}")
+    return " · ".join(parts)
+
+
+def filter_choices(documents: Sequence[dict[str, Any]]) -> tuple[list[tuple[str, str]], list[str], list[str]]:
+    """Choices of the brief (label, source), category and trend filters for the indexed documents."""
+    briefs = [(f"{doc['title']} ({doc['week_start'] or doc['source']})", doc["source"]) for doc in documents]
+    categories = sorted({doc["category"] for doc in documents if doc["category"]})
+    trends = sorted({doc["trend"] for doc in documents if doc["trend"]})
+    return briefs, categories, trends
+
+
+def _capitalized(text: str) -> str:
+    return text[:1].upper() + text[1:]
+
+
+def _whole(k: float | int) -> int:
+    """A whole-number ``k`` from a slider or API value (``3.0`` becomes ``3``; others fail in validation)."""
+    return int(k) if isinstance(k, float) and k.is_integer() else k  # type: ignore[return-value]
+
+
+class SearchApp:
+    """The web app's callbacks over one ``Retriever``.
+
+    >>> app = SearchApp(Retriever.open("seeds", "index"))  # doctest: +SKIP
+    >>> status, cards, payload = app.search("What did Belarus seek from China?", 3, "hybrid")  # doctest: +SKIP
+    """
+
+    def __init__(self, retriever: Retriever) -> None:
+        self.retriever = retriever
+        corpus = retriever.corpus
+        self.corpus_dir: Path | None = corpus.root if isinstance(corpus, FolderCorpus) else None
+        self._exports = Path(tempfile.mkdtemp(prefix="rag-exports-"))
+
+    # -- searching -------------------------------------------------------------
+
+    def search(
+        self,
+        question: str | None,
+        k: float | int,
+        mode: str,
+        sources: Sequence[str] | None = None,
+        date_from: str | None = None,
+        date_to: str | None = None,
+        categories: Sequence[str] | None = None,
+        trends: Sequence[str] | None = None,
+    ) -> tuple[str, str, dict[str, Any]]:
+        """Search with the page's controls; returns (status HTML, result cards HTML, results payload)."""
+        question = question or ""
+        try:
+            filters = make_filters(sources, date_from, date_to, categories, trends)
+            hits = self.retriever.search(question, _whole(k), mode=mode, filters=filters)
+        except RagError as error:
+            return message(_capitalized(f"{error}."), "error"), "", _NO_RESULTS
+        payload = results_payload(question, [hit.to_dict() for hit in hits])
+        scope = _describe(filters, {doc["source"]: doc["title"] for doc in self.retriever.documents()})
+        if not hits:
+            advice = "Widen the week range or clear a filter." if scope else "Try another wording or search mode."
+            details = [f"Filters: {scope}"] if scope else []
+            return message(f"No passage matches. {advice}", "warning", details), "", payload
+        summary = f"{len(hits)} passage{'s' if len(hits) > 1 else ''} for “{question.strip()}” ({mode} search)"
+        return message(summary + (f" · {scope}" if scope else "")), result_cards(payload["hits"]), payload
+
+    def search_api(self, question: str, k: int, mode: str = DEFAULT_MODE) -> dict[str, Any]:
+        """Answer ``question`` with the ``k`` best passages: ``{"question": ..., "hits": [...]}``, as ``rag ask --json``.
+
+        ``mode`` is hybrid (default), dense or bm25.
+        """
+        try:
+            hits = self.retriever.search(question, _whole(k), mode=mode)
+        except RagError as error:
+            raise gr.Error(str(error)) from None
+        return results_payload(question, [hit.to_dict() for hit in hits])
+
+    def open_brief(self, payload: dict[str, Any] | None, rank: int) -> str:
+        """The whole brief of result ``rank`` with its passage highlighted, or a message why not."""
+        hit = next((hit for hit in (payload or _NO_RESULTS)["hits"] if hit["rank"] == rank), None)
+        if hit is None:
+            return message(f"There is no result #{rank} any more: run the search again.", "warning")
+        doc = self.retriever.document(hit["source"])
+        if doc is None or doc.text[hit["start"] : hit["end"]] != hit["text"]:
+            return message(f"{hit['source']} changed or left the index since this search: run it again.", "warning")
+        return brief_view(doc, hit)
+
+    def open_brief_event(self, payload: dict[str, Any] | None, event: gr.EventData) -> str:
+        """``open_brief`` for the rank sent by a card's "Open in brief" button."""
+        return self.open_brief(payload, int(event._data.get("rank", 0)))
+
+    def export(self, payload: dict[str, Any] | None) -> tuple[str | None, str | None, str]:
+        """Write the current results as JSON and CSV; returns (JSON path, CSV path, note HTML)."""
+        if not payload or not payload["hits"]:
+            return None, None, message("Nothing to export yet: run a search first.", "warning")
+        folder = Path(tempfile.mkdtemp(dir=self._exports))
+        note = message(f"Exported {len(payload['hits'])} results for “{payload['question'].strip()}”.")
+        return str(write_json(payload, folder)), str(write_csv(payload, folder)), note
+
+    # -- corpus ----------------------------------------------------------------
+
+    def corpus_view(self) -> CorpusView:
+        """The corpus table and fresh choices for the brief, category and trend filters."""
+        documents = self.retriever.documents()
+        briefs, categories, trends = filter_choices(documents)
+        return (
+            corpus_table(documents),
+            gr.Dropdown(choices=briefs),
+            gr.Dropdown(choices=categories),
+            gr.Dropdown(choices=trends),
+        )
+
+    def _refreshed(self, notice: str, rebuild: bool = False) -> CorpusUpdate:
+        """Re-index, then (message HTML, *corpus_view()) with the index report appended."""
+        try:
+            report = self.retriever.refresh(rebuild=rebuild)
+        except (RagError, OSError) as error:
+            return (message(f"{notice} Re-indexing failed: {error}", "error"), *self.corpus_view())
+        kind = "warning" if report.skipped or report.warnings else "info"
+        return (message(notice, kind, report.messages()), *self.corpus_view())
+
+    def upload(self, paths: Sequence[str] | None) -> CorpusUpdate:
+        """Store uploaded ``.txt``/``.md`` files in the corpus folder and index them.
+
+        Returns (message HTML, *corpus_view()). Refused files are listed with the reason.
+        """
+        if self.corpus_dir is None:
+            return (message("This corpus is not a folder, so files cannot be added to it.", "error"), *self.corpus_view())
+        if not paths:
+            return (message("Choose one or more .txt or .md files to add.", "warning"), *self.corpus_view())
+        added, problems = [], []
+        for path in map(Path, paths):
+            try:
+                name, new = save_upload(path.name, read_upload(path), self.corpus_dir)
+            except UploadError as error:
+                problems.append(str(error))
+                continue
+            except OSError as error:
+                problems.append(f"{path.name}: cannot be stored ({error.strerror or error})")
+                continue
+            if new:
+                added.append(name)
+            else:
+                problems.append(f"{name}: this exact file is already in the corpus")
+        if not added:
+            return (message("No file was added.", "error", problems), *self.corpus_view())
+        status, table, briefs, categories, trends = self._refreshed(f"Added {', '.join(added)}.")
+        refused = message("Some files were refused.", "warning", problems) if problems else ""
+        return status + refused, table, briefs, categories, trends
+
+    def rebuild(self) -> CorpusUpdate:
+        """Rebuild the index from scratch; returns (message HTML, *corpus_view())."""
+        return self._refreshed("Rebuild finished.", rebuild=True)
+
+
+def build_app(retriever: Retriever) -> gr.Blocks:
+    """The Blocks app over ``retriever``: search page with filters, brief reader, exports, corpus panel."""
+    app = SearchApp(retriever)
+    documents = retriever.documents()
+    brief_choices, category_choices, trend_choices = filter_choices(documents)
+    with gr.Blocks(title="Security briefs: cited search", analytics_enabled=False) as demo:
+        gr.Markdown(
+            "## Security briefs: cited search\n"
+            "Ask a question in plain English; get the passages that answer it, each with an exact citation."
+        )
+        results_state = gr.State(_NO_RESULTS)
+        with gr.Tab("Search"):
+            question = gr.Textbox(
+                label="Question", placeholder="e.g. What did Belarus seek from China?  (Enter to search)",
+                lines=1, max_lines=1, autofocus=True, submit_btn="Search", elem_id="rag-question",
+            )
+            gr.Examples([[q] for q in EXAMPLE_QUESTIONS], inputs=[question], label="Example questions")
+            with gr.Row():
+                k = gr.Slider(1, UI_MAX_K, value=DEFAULT_K, step=1, label="Passages (top-k)")
+                mode = gr.Radio(
+                    list(SEARCH_MODES), value=DEFAULT_MODE, label="Search mode",
+                    info="hybrid fuses BM25 keywords with dense embeddings",
+                )
+            with gr.Accordion("Filters: brief, week, category, trend", open=False):
+                with gr.Row():
+                    sources = gr.Dropdown(choices=brief_choices, multiselect=True, label="Brief", scale=2)
+                    categories = gr.Dropdown(choices=category_choices, multiselect=True, label="Category")
+                    trends = gr.Dropdown(choices=trend_choices, multiselect=True, label="Trend")
+                with gr.Row():
+                    date_from = gr.Textbox(label="Week from", placeholder="YYYY-MM-DD, e.g. 2018-01-01")
+                    date_to = gr.Textbox(label="Week to", placeholder="YYYY-MM-DD, e.g. 2019-12-31")
+            status = gr.HTML(elem_id="rag-status")
+            with gr.Accordion("Export these results as JSON and CSV", open=False):
+                with gr.Row():
+                    export_button = gr.Button("Export", size="sm", scale=0, min_width=140)
+                    export_note = gr.HTML()
+                with gr.Row():
+                    json_file = gr.File(label="JSON (the rag ask --json schema)", interactive=False, height=70)
+                    csv_file = gr.File(label="CSV (one row per passage)", interactive=False, height=70)
+            with gr.Row():
+                with gr.Column(scale=1):
+                    results = gr.HTML(js_on_load=_RESULTS_JS, elem_id="rag-results")
+                with gr.Column(scale=1, elem_classes=["rag-brief-column"]):
+                    brief = gr.HTML(
+                        placeholder("Press “Open in brief” on a result to read the whole brief, passage highlighted."),
+                        elem_id="rag-brief",
+                    )
+        with gr.Tab("Corpus"):
+            corpus = gr.HTML(corpus_table(documents), elem_id="rag-corpus")
+            with gr.Row():
+                upload = gr.File(
+                    label=f"Add .txt or .md files (UTF-8, at most {MAX_UPLOAD_BYTES // (1024 * 1024)} MB each)",
+                    file_count="multiple", type="filepath", scale=3,
+                )
+                rebuild = gr.Button("Rebuild index from scratch", scale=1)
+            corpus_note = gr.HTML()
+
+        # The page's own search event is private; the name /search belongs to the JSON endpoint below.
+        question.submit(
+            app.search,
+            inputs=[question, k, mode, sources, date_from, date_to, categories, trends],
+            outputs=[status, results, results_state], api_name="search_page", api_visibility="private",
+        )
+        results.click(app.open_brief_event, [results_state], [brief], api_visibility="private").then(
+            None, js=_SCROLL_JS, api_visibility="private"
+        )
+        export_button.click(app.export, [results_state], [json_file, csv_file, export_note], api_visibility="private")
+        corpus_outputs = [corpus_note, corpus, sources, categories, trends]
+        upload.upload(app.upload, [upload], corpus_outputs, api_visibility="private").then(
+            lambda: None, outputs=[upload], api_visibility="private"
+        )
+        rebuild.click(app.rebuild, None, corpus_outputs, api_visibility="private")
+        demo.load(app.corpus_view, None, corpus_outputs[1:], api_visibility="private")
+        gr.api(app.search_api, api_name="search")
+    return demo
+
+
+def serve(retriever: Retriever, host: str, port: int, *, block: bool = True) -> gr.Blocks:
+    """Launch the app on ``host:port`` (never a public share link).
+
+    With ``block=False`` it returns once the server runs; stop it with ``.close()``.
+    """
+    demo = build_app(retriever)
+    demo.queue(default_concurrency_limit=4)
+    demo.launch(
+        server_name=host,
+        server_port=port,
+        share=False,
+        inbrowser=False,
+        show_error=False,
+        css=CSS,
+        max_file_size=5 * MAX_UPLOAD_BYTES,
+        prevent_thread_lock=not block,
+        quiet=not block,
+    )
+    return demo

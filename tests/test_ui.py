@@ -1,0 +1,214 @@
+"""The web app's callbacks, without a browser: filters, escaping, exports, uploads, the brief reader."""
+
+from __future__ import annotations
+
+import csv
+import json
+import re
+from html import escape, unescape
+from pathlib import Path
+
+import gradio as gr
+import pytest
+
+from rag.retrieval import Retriever
+from rag.ui import SearchApp
+from rag.ui_files import CSV_COLUMNS, MAX_UPLOAD_BYTES, UploadError, save_upload
+from rag.ui_render import PASSAGE_ANCHOR, citation
+
+CHINA = "003_d66b08127121952b.txt"
+CHINA_TITLE = "Sino-Belarusian military-industrial cooperation is likely to widen"
+QUESTION = "What did Belarus seek from China?"
+EVIL = "<script>alert(1)</script>"
+EVIL_BRIEF = f"""by
+June 3 – June 9, 2019
+Security issues
+
+{EVIL} Minsk buys zeppelins
+
+The situation has gotten worse
+{EVIL} Minsk buys zeppelins
+
+Minsk ordered three zeppelins from Ruritania {EVIL} for border patrols.
+
+The zeppelins arrive next spring.
+"""
+
+
+@pytest.fixture(scope="module")
+def app(seeds_retriever: Retriever) -> SearchApp:
+    """Callbacks over the shared seeds index (searching only)."""
+    return SearchApp(seeds_retriever)
+
+
+@pytest.fixture
+def own_app(corpus_dir: Path, seeds_index: Path) -> SearchApp:
+    """Callbacks over a private corpus folder and index, free to add files to."""
+    return SearchApp(Retriever.open(corpus_dir, seeds_index))
+
+
+def search(app: SearchApp, question: str = QUESTION, k: int = 5, **filters) -> tuple[str, str, dict]:
+    return app.search(question, k, "hybrid", **filters)
+
+
+def test_search_renders_cards_with_marked_sentence_and_citation(app: SearchApp) -> None:
+    status, cards, payload = search(app)
+    hits = payload["hits"]
+    assert payload["question"] == QUESTION and len(hits) == 5
+    assert hits[0]["source"] == CHINA and hits[0]["title"] == CHINA_TITLE
+    assert "5 passages" in status and "error" not in status
+    first_card = cards.split('<article class="rag-card"')[1]
+    assert cards.count('<article class="rag-card"') == 5 and CHINA_TITLE in first_card
+    assert f"<mark>{escape(hits[0]['sentence']['text'])}</mark>" in first_card
+    quote = citation(hits[0])
+    assert quote.startswith(f"“{hits[0]['sentence']['text']}” — {CHINA_TITLE} (week 2017-12-11–2017-12-17), {CHINA}")
+    assert quote.endswith(f"chars {hits[0]['sentence']['start']}–{hits[0]['sentence']['end']}")
+    assert 'data-open-rank="1"' in cards and "rag-copy" in cards
+
+
+@pytest.mark.parametrize(
+    ("filters", "allowed"),
+    [
+        ({"categories": ["Security issues"]}, {"000_3b696b7c0f75676d.txt", "002_ad1ab4cf14487f8f.txt", CHINA, "004_cb06eed4b89f8d75.txt"}),
+        ({"trends": ["unchanged"]}, {"001_ab578dc02529a0f4.txt", "002_ad1ab4cf14487f8f.txt"}),
+        ({"date_from": "2018-01-01", "date_to": "2018-12-31"}, {"004_cb06eed4b89f8d75.txt"}),
+        ({"sources": ["000_3b696b7c0f75676d.txt"]}, {"000_3b696b7c0f75676d.txt"}),
+    ],
+)
+def test_filters_return_only_matching_briefs_and_k_results(app: SearchApp, filters: dict, allowed: set[str]) -> None:
+    status, cards, payload = search(app, k=3, **filters)
+    assert len(payload["hits"]) == 3
+    assert {hit["source"] for hit in payload["hits"]} <= allowed
+    assert cards.count('<article class="rag-card"') == 3
+
+
+def test_no_match_and_bad_input_give_messages_not_tracebacks(app: SearchApp) -> None:
+    status, cards, payload = search(app, date_from="2030-01-01")
+    assert "No passage matches" in status and "weeks 2030-01-01" in status and cards == "" and payload["hits"] == []
+    for kwargs, expected in [
+        ({"question": "   "}, "The question is empty"),
+        ({"date_from": "last week"}, "must be a date like"),
+        ({"date_from": "2019-01-01", "date_to": "2018-01-01"}, "reversed"),
+    ]:
+        status, cards, payload = search(app, **kwargs)
+        assert expected in status and 'role="alert"' in status
+        assert cards == "" and payload["hits"] == [] and "Traceback" not in status
+
+
+def test_question_and_document_text_are_escaped(own_app: SearchApp) -> None:
+    (own_app.corpus_dir / "evil.txt").write_text(EVIL_BRIEF, encoding="utf-8")
+    own_app.retriever.refresh()
+    status, cards, payload = search(own_app, f"zeppelins from Ruritania {EVIL}", k=1, sources=["evil.txt"])
+    assert payload["hits"][0]["title"] == f"{EVIL} Minsk buys zeppelins"
+    brief = own_app.open_brief(payload, 1)
+    corpus = own_app.corpus_view()[0]
+    for html in (status, cards, brief, corpus):
+        assert "<script>" not in html
+        assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html
+
+
+def test_open_brief_shows_the_whole_body_with_the_passage_anchored(app: SearchApp, seeds_copy: Path) -> None:
+    _, _, payload = search(app)
+    hit = payload["hits"][0]
+    doc = app.retriever.document(CHINA)
+    html = app.open_brief(payload, 1)
+    assert f"<h2>{CHINA_TITLE}</h2>" in html
+    assert f'id="{PASSAGE_ANCHOR}"' in html and "<mark>" in html
+    plain = unescape(re.sub(r"<[^>]+>", "", html))
+    assert doc.text[doc.body[0][0] : doc.body[-1][1]] in plain
+    assert "Subscribe to our newsletter" not in plain  # the site footer is not part of the brief
+    assert (seeds_copy / CHINA).read_text(encoding="utf-8")[hit["start"] : hit["end"]] == hit["text"]
+    assert "no result #9" in app.open_brief(payload, 9)
+
+
+def test_export_writes_the_cli_json_schema_and_csv(app: SearchApp, seeds_copy: Path) -> None:
+    _, _, payload = search(app, k=4)
+    json_path, csv_path, note = app.export(payload)
+    exported = json.loads(Path(json_path).read_text(encoding="utf-8"))
+    assert exported == payload and set(exported) == {"question", "hits"}
+    for hit in exported["hits"]:
+        text = (seeds_copy / hit["source"]).read_text(encoding="utf-8")
+        assert text[hit["start"] : hit["end"]] == hit["text"]
+        assert text[hit["sentence"]["start"] : hit["sentence"]["end"]] == hit["sentence"]["text"]
+    with open(csv_path, encoding="utf-8", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert tuple(rows[0]) == CSV_COLUMNS and len(rows) == 4
+    assert rows[0]["source"] == CHINA and rows[0]["sentence"] == payload["hits"][0]["sentence"]["text"]
+    assert int(rows[0]["sentence_start"]) == payload["hits"][0]["sentence"]["start"]
+    assert app.export(None)[:2] == (None, None) and "run a search first" in app.export(None)[2]
+
+
+@pytest.mark.parametrize(
+    ("name", "data", "reason"),
+    [
+        ("brief.pdf", b"text", "only .txt and .md"),
+        ("brief.txt.exe", b"text", "only .txt and .md"),
+        (".hidden.txt", b"text", "hidden"),
+        ("bad<name>.txt", b"text", "simple file name"),
+        ("big.txt", b"a" * (MAX_UPLOAD_BYTES + 1), "2 MB limit"),
+        ("latin1.txt", "Lukašenka".encode("cp1250"), "not UTF-8"),
+        ("empty.md", b"  \n", "no text"),
+        ("binary.txt", b"a\x00b", "binary"),
+    ],
+)
+def test_upload_validation_refuses_bad_files(tmp_path: Path, name: str, data: bytes, reason: str) -> None:
+    with pytest.raises(UploadError, match=reason):
+        save_upload(name, data, tmp_path)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_upload_strips_paths_and_never_overwrites(tmp_path: Path) -> None:
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    assert save_upload("../../escape.txt", b"one", corpus) == ("escape.txt", True)
+    assert save_upload("..\\..\\windows.md", b"two", corpus) == ("windows.md", True)
+    assert sorted(p.name for p in tmp_path.rglob("*") if p.is_file()) == ["escape.txt", "windows.md"]
+    assert save_upload("escape.txt", b"one", corpus) == ("escape.txt", False)
+    with pytest.raises(UploadError, match="different file"):
+        save_upload("escape.txt", b"changed", corpus)
+    assert (corpus / "escape.txt").read_bytes() == b"one"
+
+
+def test_uploaded_brief_is_indexed_and_searchable(own_app: SearchApp, tmp_path: Path) -> None:
+    uploads = tmp_path / "uploads"
+    uploads.mkdir()
+    good, bad = uploads / "zeppelins.txt", uploads / "notes.pdf"
+    good.write_text(EVIL_BRIEF.replace(EVIL, ""), encoding="utf-8")
+    bad.write_bytes(b"%PDF")
+    status, corpus, *choices = own_app.upload([str(good), str(bad)])
+    assert "Added zeppelins.txt" in status and "notes.pdf: only .txt and .md" in status
+    assert "zeppelins.txt" in corpus and "6 documents" in corpus
+    assert ("Minsk buys zeppelins (2019-06-03)", "zeppelins.txt") in choices[0].choices
+    _, _, payload = search(own_app, "Who sold zeppelins to Minsk?", k=1)
+    assert payload["hits"][0]["source"] == "zeppelins.txt"
+    status, *_ = own_app.upload([str(good)])
+    assert "No file was added" in status and "already in the corpus" in status
+    assert "Choose one or more" in own_app.upload([])[0]
+
+
+def test_rebuild_reports_what_it_did(own_app: SearchApp) -> None:
+    status, corpus, *_ = own_app.rebuild()
+    assert "Rebuild finished" in status and "rebuilt because a rebuild was requested" in status
+    assert "5 documents, 19 passages" in corpus
+
+
+def test_search_api_returns_the_cli_schema_and_raises_for_bad_input(app: SearchApp, seeds_retriever: Retriever) -> None:
+    result = app.search_api(QUESTION, 3)
+    assert result == {"question": QUESTION, "hits": [hit.to_dict() for hit in seeds_retriever.search(QUESTION, 3)]}
+    assert len(app.search_api(QUESTION, 2, "bm25")["hits"]) == 2
+    with pytest.raises(gr.Error, match="question is empty"):
+        app.search_api("", 3)
+
+
+def test_serve_command_opens_the_index_and_serves_on_loopback(
+    corpus_dir: Path, seeds_index: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import rag.ui
+    from rag.cli import main
+
+    calls = []
+    monkeypatch.setattr(rag.ui, "serve", lambda retriever, host, port: calls.append((retriever, host, port)))
+    assert main(["serve", "--corpus", str(corpus_dir), "--index-dir", str(seeds_index)]) == 0
+    (retriever, host, port), = calls
+    assert (host, port) == ("127.0.0.1", 7860)
+    assert retriever.search(QUESTION, 1)[0].source == CHINA

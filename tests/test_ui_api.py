@@ -1,0 +1,22 @@
+"""The app's ``/search`` endpoint through ``gradio_client``, as evaluation scripts call it."""
+
+from __future__ import annotations
+
+import pytest
+
+from rag.retrieval import Retriever
+
+QUESTION = "What did Belarus seek from China?"
+
+
+def test_search_endpoint_returns_the_cli_schema(ui_url: str, seeds_retriever: Retriever) -> None:
+    from gradio_client import Client
+    from gradio_client.exceptions import AppError
+
+    client = Client(ui_url, verbose=False)
+    result = client.predict(QUESTION, 3, api_name="/search")
+    assert result == {"question": QUESTION, "hits": [hit.to_dict() for hit in seeds_retriever.search(QUESTION, 3)]}
+    assert result["hits"][0]["title"] == "Sino-Belarusian military-industrial cooperation is likely to widen"
+    assert [hit["rank"] for hit in client.predict(QUESTION, 2, "bm25", api_name="/search")["hits"]] == [1, 2]
+    with pytest.raises(AppError, match="question is empty"):
+        client.predict("  ", 3, api_name="/search")

@@ -1,0 +1,108 @@
+"""The web app in headless Chromium: question → cited passages → the passage inside its brief.
+
+Screenshots go to ``test-artifacts/`` (git-ignored).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from .conftest import ROOT
+
+pytestmark = pytest.mark.browser
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+    "--disable-sync", "--no-first-run",
+]
+ARTIFACTS = ROOT / "test-artifacts"
+CHINA_TITLE = "Sino-Belarusian military-industrial cooperation is likely to widen"
+TIMEOUT_MS = 30_000
+
+
+@pytest.fixture(scope="module")
+def chromium() -> Path:
+    """The Chromium binary; skipped (failed under CI) when it is not installed."""
+    if not CHROMIUM.exists():
+        reason = f"no {CHROMIUM}: install Chromium: apt-get install -y chromium"
+        if os.environ.get("CI"):
+            pytest.fail(reason)
+        pytest.skip(reason)
+    return CHROMIUM
+
+
+@pytest.fixture
+def page(chromium: Path, ui_url: str) -> Iterator[Any]:
+    """A fresh page on the app (clipboard allowed); fails the test on any page JavaScript error."""
+    from playwright.sync_api import expect, sync_playwright
+
+    expect.set_options(timeout=TIMEOUT_MS)
+    errors: list[str] = []
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(chromium), args=CHROMIUM_ARGS)
+        context = browser.new_context(viewport={"width": 1400, "height": 1000})
+        context.grant_permissions(["clipboard-read", "clipboard-write"], origin=ui_url.rstrip("/"))
+        page = context.new_page()
+        page.on("pageerror", lambda error: errors.append(str(error)))
+        page.goto(ui_url)
+        yield page
+        browser.close()
+    assert errors == []
+
+
+def ask(page: Any, question: str) -> None:
+    box = page.locator("#rag-question").get_by_role("textbox")
+    box.fill(question)
+    box.press("Enter")
+
+
+def test_question_to_cited_passage_and_brief_in_context(page: Any) -> None:
+    from playwright.sync_api import expect
+
+    ARTIFACTS.mkdir(exist_ok=True)
+    ask(page, "What did Belarus seek from China?")
+    first = page.locator("#rag-results .rag-card").first
+    expect(first.locator(".rag-title")).to_have_text(CHINA_TITLE)
+    expect(page.locator("#rag-status")).to_contain_text("5 passages")
+    sentence = first.locator("mark").inner_text()
+    assert len(sentence) > 20
+    citation = first.locator(".rag-citation")
+    expect(citation).to_contain_text(f"“{sentence}” — {CHINA_TITLE} (week 2017-12-11–2017-12-17)")
+    expect(citation).to_contain_text("003_d66b08127121952b.txt, chars ")
+    page.screenshot(path=ARTIFACTS / "results.png")
+
+    first.locator("button.rag-copy").click()
+    expect(first.locator("button.rag-copy")).to_have_text("Copied ✓")
+    assert page.evaluate("navigator.clipboard.readText()") == citation.inner_text()
+
+    first.locator("button.rag-open").click()
+    passage = page.locator("#brief-passage")
+    expect(passage.locator("mark")).to_have_text(sentence)
+    expect(passage).to_be_in_viewport()
+    expect(page.locator("#rag-brief h2")).to_have_text(CHINA_TITLE)
+    page.screenshot(path=ARTIFACTS / "brief.png")
+
+
+def test_copy_without_clipboard_selects_the_citation(page: Any) -> None:
+    from playwright.sync_api import expect
+
+    page.evaluate("Object.defineProperty(navigator, 'clipboard', {value: undefined})")
+    ask(page, "Roketsan")
+    button = page.locator("#rag-results .rag-card").first.locator("button.rag-copy")
+    button.click()
+    expect(button).to_have_text("Selected: press Ctrl+C")
+    assert page.evaluate("window.getSelection().toString()").startswith("“")
+
+
+def test_empty_question_shows_a_message(page: Any) -> None:
+    from playwright.sync_api import expect
+
+    ask(page, "")
+    expect(page.locator("#rag-status")).to_contain_text("The question is empty")
+    expect(page.locator("#rag-results .rag-card")).to_have_count(0)
