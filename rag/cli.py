@@ -89,6 +89,26 @@ def build_parser() -> argparse.ArgumentParser:
     ask.add_argument("--json", action="store_true", help="print JSON instead of text")
     _add_index_options(ask)
     _add_search_options(ask)
+
+    serve = commands.add_parser("serve", help="start the web app (Gradio) on this machine")
+    _add_index_options(serve)
+    serve.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1, this machine only)")
+    serve.add_argument("--port", type=int, default=7860, help="port to listen on (default: 7860)")
+
+    evaluate = commands.add_parser("eval", help="measure retrieval quality on a BEIR dataset folder or a QA file")
+    evaluate.add_argument("dataset", type=Path, metavar="DATASET",
+                          help="BEIR folder (corpus.jsonl, queries.jsonl, qrels/SPLIT.tsv) or a QA .jsonl file "
+                               "with question, source and evidence per line")
+    evaluate.add_argument("--mode", choices=SEARCH_MODES, default=DEFAULT_MODE,
+                          help=f"hybrid (BM25 + dense fusion), dense or bm25 (default: {DEFAULT_MODE})")
+    evaluate.add_argument("--split", default="test", help="BEIR qrels split to run (default: test)")
+    evaluate.add_argument("--limit", type=_positive, metavar="N", help="only the first N judged queries")
+    evaluate.add_argument("--index-dir", type=Path,
+                          help="where the index is kept (default: benchmarks-index/<dataset>/ for a BEIR folder, "
+                               f"{DEFAULT_INDEX_DIR}/ for a QA file)")
+    evaluate.add_argument("--corpus", type=Path,
+                          help=f"QA file only: folder of the documents it asks about (default: {DEFAULT_CORPUS}/)")
+    evaluate.add_argument("--json", action="store_true", help="print one JSON object instead of text")
     return parser
 
 
@@ -218,7 +238,65 @@ def _index(args: argparse.Namespace, out: TextIO) -> int:
     return 0
 
 
-COMMANDS = {"index": _index, "ask": _ask}
+def _serve(args: argparse.Namespace, out: TextIO) -> int:
+    print(f"rag: opening the index of {args.corpus} in {args.index_dir} (built or updated first when needed)",
+          file=sys.stderr)
+    retriever = _open(args)
+    from .ui import serve
+
+    serve(retriever, args.host, args.port)
+    return 0
+
+
+def _positive(value: str) -> int:
+    try:
+        number = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a whole number, got {value!r}") from None
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {number}")
+    return number
+
+
+_EVAL_LABELS = {
+    "ndcg@10": "nDCG@10", "recall@1": "Recall@1", "recall@5": "Recall@5", "recall@10": "Recall@10",
+    "recall@100": "Recall@100", "mrr@10": "MRR@10", "sentence_holds_evidence": "sentence holds evidence",
+    "evidence_in_top5": "evidence in top 5", "queries_per_second": "queries/s",
+}
+
+
+def _eval(args: argparse.Namespace, out: TextIO) -> int:
+    from . import evaluate
+
+    report: evaluate.BeirReport | evaluate.QaReport
+    if args.dataset.is_dir():
+        if args.corpus is not None:
+            raise UsageError("--corpus is for QA files: a BEIR folder holds its own corpus.jsonl")
+        dataset = evaluate.load_beir(args.dataset, args.split, args.limit)
+        retriever = evaluate.open_beir(args.dataset, args.index_dir, progress=sys.stderr.isatty())
+        for message in retriever.report.messages():
+            print(f"rag: {message}", file=sys.stderr)
+        report = evaluate.evaluate_beir(retriever, dataset, args.mode)
+        heading = f"{report.dataset} · {report.split} split · {report.queries} queries · mode {report.mode}"
+    else:
+        examples = evaluate.read_qa(args.dataset)[: args.limit]
+        args.corpus = args.corpus or DEFAULT_CORPUS
+        args.index_dir = args.index_dir or DEFAULT_INDEX_DIR
+        report = evaluate.evaluate_qa(_open(args), examples, args.mode, args.dataset.name)
+        heading = f"{report.dataset} · {report.questions} questions over {args.corpus} · mode {report.mode}"
+    if args.json:
+        out.write(json.dumps(report.to_dict(), ensure_ascii=False) + "\n")
+        return 0
+    out.write(heading + "\n")
+    for key, value in report.to_dict().items():
+        if key in _EVAL_LABELS:
+            out.write(f"  {_EVAL_LABELS[key]:<24} {value}\n")
+    return 0
+
+
+COMMANDS = {"index": _index, "ask": _ask, "serve": _serve, "eval": _eval}
+# Further subcommands (serve, eval) register here: a parser entry in build_parser and a
+# function (args, out) -> exit status in COMMANDS.
 
 
 def main(argv: Sequence[str] | None = None) -> int:

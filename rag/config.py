@@ -19,9 +19,18 @@ DEFAULT_K = 5
 MAX_K = 100
 SEARCH_MODES = ("hybrid", "dense", "bm25")
 DEFAULT_MODE = "hybrid"
+#: Weight of the share of question terms a sentence holds, beside its cosine, when picking
+#: a hit's supporting sentence.
+SENTENCE_TERM_WEIGHT = 0.5
 
 #: File suffixes read from a corpus folder.
 DOCUMENT_SUFFIXES = (".txt", ".md")
+
+#: Where ``rag eval`` keeps the indexes of benchmark datasets (one folder per dataset).
+BENCHMARK_INDEX_ROOT = Path("benchmarks-index")
+#: Passage size and overlap, in model tokens, of benchmark indexes (tuned on train/dev splits).
+BENCHMARK_CHUNK_TOKENS = 128
+BENCHMARK_OVERLAP_TOKENS = 32
 
 
 @dataclass(frozen=True)
@@ -43,12 +52,27 @@ class IndexSettings:
 
 @dataclass(frozen=True)
 class FusionSettings:
-    """How lexical and dense rankings are fused in hybrid mode."""
+    """How lexical and dense rankings are fused in hybrid mode.
+
+    ``candidates`` passages per list are fused when searching passages;
+    ``source_candidates`` passages (dense) and documents (BM25) when ranking documents.
+    """
 
     method: str = "convex"  # "convex" (min-max normalized scores) or "rrf"
     dense_weight: float = 0.5
     rrf_k: int = 60
     candidates: int = 100
+    source_candidates: int = 1000
+
+
+def benchmark_settings() -> IndexSettings:
+    """Index settings for benchmark corpora: passages of ``BENCHMARK_CHUNK_TOKENS``, no sentence vectors."""
+    return IndexSettings(
+        model=model_setting(),
+        chunk_tokens=BENCHMARK_CHUNK_TOKENS,
+        overlap_tokens=BENCHMARK_OVERLAP_TOKENS,
+        embed_sentences=False,
+    )
 
 
 def model_setting() -> str:

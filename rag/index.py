@@ -9,6 +9,7 @@ Layout of an index folder::
         vectors.faiss      chunk vectors (FAISS, inner product, id map)
         passages.sqlite    documents, chunks, sentence vectors
         lexical/           bm25s index over the same chunk ids
+        lexical-documents/ bm25s index over whole documents, each under its first chunk's id
       .lock                held while a process checks or writes the index
 
 A new generation is written into a temporary folder and renamed into place; ``CURRENT`` is
@@ -42,16 +43,17 @@ from .embedding import Embedder
 from .errors import CorpusError, IndexCorruptError
 from .stores.faiss_store import FaissStore
 from .stores.lexical import LexicalStore
-from .stores.passages import PassageStore
+from .stores.passages import Filters, PassageStore
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 CURRENT_FILE = "CURRENT"
 MANIFEST_FILE = "manifest.json"
 VECTORS_FILE = "vectors.faiss"
 PASSAGES_FILE = "passages.sqlite"
 LEXICAL_DIR = "lexical"
+DOCUMENT_LEXICAL_DIR = "lexical-documents"
 LOCK_FILE = ".lock"
-DOCUMENTS_PER_BATCH = 256
+DOCUMENTS_PER_BATCH = 64
 
 
 @dataclass
@@ -95,12 +97,20 @@ class OpenIndex:
     manifest: dict[str, Any]
     vectors: FaissStore
     lexical: LexicalStore
+    document_lexical: LexicalStore
     passages: PassageStore
     report: IndexReport
+    _sources: dict[int, str] | None = field(default=None, init=False, repr=False)
 
     def close(self) -> None:
         """Release the SQLite connection."""
         self.passages.close()
+
+    def source_of(self, passage_id: int) -> str | None:
+        """The source of a passage id (``None`` when unknown); the map is read once, on first use."""
+        if self._sources is None:
+            self._sources = {i: source for source, ids in _passage_ids(self.passages).items() for i in ids}
+        return self._sources.get(passage_id)
 
 
 def search_text(kind: str, title: str, text: str) -> str:
@@ -122,7 +132,12 @@ def _sha256(path: Path) -> str:
 
 
 def _index_files(directory: Path) -> dict[str, dict[str, Any]]:
-    files = [directory / VECTORS_FILE, directory / PASSAGES_FILE, *sorted((directory / LEXICAL_DIR).iterdir())]
+    files = [
+        directory / VECTORS_FILE,
+        directory / PASSAGES_FILE,
+        *sorted((directory / LEXICAL_DIR).iterdir()),
+        *sorted((directory / DOCUMENT_LEXICAL_DIR).iterdir()),
+    ]
     return {
         path.relative_to(directory).as_posix(): {"size": path.stat().st_size, "sha256": _sha256(path)}
         for path in files
@@ -188,6 +203,7 @@ def _load(directory: Path, report: IndexReport) -> OpenIndex:
     try:
         vectors = FaissStore.load(directory / VECTORS_FILE)
         lexical = LexicalStore.load(directory / LEXICAL_DIR)
+        document_lexical = LexicalStore.load(directory / DOCUMENT_LEXICAL_DIR)
         passages = PassageStore(directory / PASSAGES_FILE, read_only=True)
         passages.check()
     except (RuntimeError, OSError, ValueError, sqlite3.DatabaseError) as error:
@@ -195,7 +211,9 @@ def _load(directory: Path, report: IndexReport) -> OpenIndex:
     if len(vectors) != passages.count() or len(lexical) != len(vectors):
         raise IndexCorruptError("stores disagree on the number of passages")
     report.documents, report.passages = _counts(manifest)
-    return OpenIndex(directory, manifest, vectors, lexical, passages, report)
+    if len(document_lexical) != sum(1 for entry in manifest["sources"].values() if entry["passages"]):
+        raise IndexCorruptError("the document-level lexical store disagrees with the manifest")
+    return OpenIndex(directory, manifest, vectors, lexical, document_lexical, passages, report)
 
 
 # ---------------------------------------------------------------------------
@@ -209,6 +227,22 @@ def _stale_reason(manifest: dict[str, Any], settings: IndexSettings) -> str | No
     if manifest.get("settings") != settings.to_dict():
         return "the index settings changed"
     return None
+
+
+@contextlib.contextmanager
+def _progress_bar(documents: int, shown: bool) -> Iterator[Callable[[int], None]]:
+    """A callback that advances a progress bar over ``documents`` on stderr (a no-op when not shown)."""
+    if not shown or not documents:
+        yield lambda done: None
+        return
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+    columns = (TextColumn("embedding"), BarColumn(), MofNCompleteColumn(), TextColumn("documents"),
+               TimeElapsedColumn(), TextColumn("left"), TimeRemainingColumn())
+    with Progress(*columns, console=Console(stderr=True)) as progress:
+        task = progress.add_task("embedding", total=documents)
+        yield lambda done: progress.advance(task, done)
 
 
 class _Builder:
@@ -241,17 +275,21 @@ class _Builder:
             for source in outdated:
                 del sources[source]
             todo = [s for s in fingerprints if s not in sources]
-            for first in range(0, len(todo), DOCUMENTS_PER_BATCH):
-                batch = todo[first : first + DOCUMENTS_PER_BATCH]
-                self._add_batch(batch, fingerprints, embedder, vectors, passages, sources, report)
+            with _progress_bar(len(todo), self.progress) as advance:
+                for first in range(0, len(todo), DOCUMENTS_PER_BATCH):
+                    batch = todo[first : first + DOCUMENTS_PER_BATCH]
+                    self._add_batch(batch, fingerprints, embedder, vectors, passages, sources, report)
+                    advance(len(batch))
             rows = passages.search_texts()
             lexical = LexicalStore.build(
                 np.asarray([row[0] for row in rows], dtype=np.int64), [search_text(*row[1:]) for row in rows]
             )
+            document_lexical = _document_lexical(passages)
         finally:
             passages.close()
         vectors.save(folder / VECTORS_FILE)
         lexical.save(folder / LEXICAL_DIR)
+        document_lexical.save(folder / DOCUMENT_LEXICAL_DIR)
         return {
             "format": FORMAT_VERSION,
             "model": self.settings.model,
@@ -296,13 +334,12 @@ class _Builder:
                 entry["warnings"] = list(doc.warnings)
             loaded.append((doc, chunks))
         texts = [search_text(doc.kind, doc.title, chunk.text) for doc, chunks in loaded for chunk in chunks]
-        chunk_vectors = embedder.encode(texts, progress=self.progress)
+        chunk_vectors = embedder.encode(texts)
         sentence_spans = [sorted({s for chunk in chunks for s in chunk.sentences}) for _, chunks in loaded]
         sentence_vectors = None
         if self.settings.embed_sentences:
             sentence_vectors = embedder.encode(
-                [doc.text[s:e] for (doc, _), spans in zip(loaded, sentence_spans) for s, e in spans],
-                progress=self.progress,
+                [doc.text[s:e] for (doc, _), spans in zip(loaded, sentence_spans) for s, e in spans]
             )
         chunk_row = sentence_row = 0
         for (doc, chunks), spans in zip(loaded, sentence_spans):
@@ -313,6 +350,23 @@ class _Builder:
             vectors.add(ids, chunk_vectors[chunk_row : chunk_row + len(chunks)])
             chunk_row += len(chunks)
             sentence_row += len(spans)
+
+
+def _passage_ids(passages: PassageStore) -> dict[str, list[int]]:
+    """The chunk ids of every stored document that has chunks, by source."""
+    by_source = {entry["source"]: passages.filtered_ids(Filters(sources=(entry["source"],))) for entry in passages.documents()}
+    return {source: ids for source, ids in by_source.items() if ids}
+
+
+def _document_lexical(passages: PassageStore) -> LexicalStore:
+    """BM25 over whole documents (title and body), each stored under the id of its first chunk."""
+    ids, texts = [], []
+    for source, chunk_ids in _passage_ids(passages).items():
+        doc = passages.document(source)
+        if doc is not None:
+            ids.append(min(chunk_ids))
+            texts.append(search_text(doc.kind, doc.title, doc.text[doc.body[0][0] : doc.body[-1][1]]))
+    return LexicalStore.build(np.asarray(ids, dtype=np.int64), texts)
 
 
 def _publish(index_dir: Path, folder: Path, manifest: dict[str, Any]) -> Path:

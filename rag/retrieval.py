@@ -13,7 +13,7 @@ from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -25,6 +25,7 @@ from .config import (
     DEFAULT_MODE,
     MAX_K,
     SEARCH_MODES,
+    SENTENCE_TERM_WEIGHT,
     FusionSettings,
     IndexSettings,
     model_setting,
@@ -34,9 +35,12 @@ from .embedding import Embedder, load_embedder
 from .errors import QueryError
 from .index import IndexReport, OpenIndex, open_index, search_text
 from .rerank import Reranker
+from .stores.lexical import term_overlap
 from .stores.passages import Filters, PassageRecord
 
 _QUESTION_CACHE_SIZE = 1024
+
+Key = TypeVar("Key", int, str)
 
 
 @dataclass(frozen=True)
@@ -251,6 +255,10 @@ class Retriever:
         if mode in ("bm25", "hybrid"):
             scores, ids = index.lexical.search(question, candidates, allowed)
             lexical = {int(i): float(s) for s, i in zip(scores, ids)}
+        return self._fuse(dense, lexical, mode)
+
+    def _fuse(self, dense: dict[Key, float], lexical: dict[Key, float], mode: str) -> list[tuple[Key, float]]:
+        """One ranking, best first: the mode's own list, or both fused as the fusion settings say."""
         if mode == "dense":
             return sorted(dense.items(), key=lambda item: -item[1])
         if mode == "bm25":
@@ -261,6 +269,30 @@ class Retriever:
                 k=self.fusion.rrf_k,
             )
         return ranking.convex_fusion(dense, lexical, self.fusion.dense_weight)
+
+    def rank_sources(self, question: str, n: int = DEFAULT_K, *, mode: str = DEFAULT_MODE) -> list[tuple[str, float]]:
+        """The ``n`` best documents for ``question`` as (source, score), best first.
+
+        A document's dense score is its best passage's (max-passage, over the top
+        ``fusion.source_candidates`` passages); its lexical score is BM25 over the whole
+        document. In ``hybrid`` mode the two are fused as for passages. Used by ``rag eval``:
+        no filters, no de-duplication, no supporting sentence.
+
+        >>> retriever.rank_sources("What did Belarus seek from China?", 2)  # doctest: +SKIP
+        [('003_d66b08127121952b.txt', 0.93), ('001_ab578dc02529a0f4.txt', 0.41)]
+        """
+        question = validate_query(question, n, mode)
+        index = self._index
+        depth = max(self.fusion.source_candidates, n)
+        dense: dict[str, float] = {}
+        lexical: dict[str, float] = {}
+        if mode in ("dense", "hybrid"):
+            scores, ids = index.vectors.search(self.encode_questions([question]), depth)
+            dense = _best_per_source(index, ids[0], scores[0])
+        if mode in ("bm25", "hybrid"):
+            scores, ids = index.document_lexical.search(question, depth)
+            lexical = _best_per_source(index, ids, scores)
+        return self._fuse(dense, lexical, mode)[:n]
 
     def _rerank(self, index: OpenIndex, question: str, ranked: list[tuple[int, float]]) -> list[tuple[int, float]]:
         assert self.reranker is not None
@@ -273,7 +305,7 @@ class Retriever:
     def _hit(
         self, index: OpenIndex, rank: int, record: PassageRecord, score: float, question: str, query_vector: np.ndarray
     ) -> Hit:
-        start, end = _supporting_sentence(index, record, query_vector)
+        start, end = _supporting_sentence(index, record, query_vector, question)
         text = record.text[start - record.start : end - record.start]
         return Hit(
             rank=rank,
@@ -292,10 +324,32 @@ class Retriever:
         )
 
 
-def _supporting_sentence(index: OpenIndex, record: PassageRecord, query_vector: np.ndarray) -> tuple[int, int]:
-    """The span of the passage sentence whose stored vector is closest to the question."""
+def _best_per_source(index: OpenIndex, ids: np.ndarray, scores: np.ndarray) -> dict[str, float]:
+    """The best score of each source among scored passage ids (id -1 marks an empty place)."""
+    best: dict[str, float] = {}
+    for passage_id, score in zip(ids.tolist(), scores.tolist()):
+        source = index.source_of(passage_id)
+        if source is not None and score > best.get(source, -np.inf):
+            best[source] = score
+    return best
+
+
+def _supporting_sentence(
+    index: OpenIndex, record: PassageRecord, query_vector: np.ndarray, question: str
+) -> tuple[int, int]:
+    """The span of the passage sentence that best answers the question.
+
+    A sentence scores the cosine of its stored vector with the question (0 without one)
+    plus ``SENTENCE_TERM_WEIGHT`` times the share of the question's stemmed terms it holds.
+    """
     sentences = index.passages.sentence_vectors(record.source, record.start, record.end)
-    scored = [(float(vector @ query_vector), (start, end)) for start, end, vector in sentences if vector is not None]
-    if scored:
-        return max(scored)[1]
-    return record.sentences[0] if record.sentences else (record.start, record.end)
+    if not sentences:
+        return record.sentences[0] if record.sentences else (record.start, record.end)
+    texts = [record.text[start - record.start : end - record.start] for start, end, _ in sentences]
+    overlaps = term_overlap(question, texts)
+    scores = [
+        (float(vector @ query_vector) if vector is not None else 0.0) + SENTENCE_TERM_WEIGHT * overlap
+        for (_, _, vector), overlap in zip(sentences, overlaps)
+    ]
+    start, end, _ = sentences[int(np.argmax(scores))]
+    return start, end

@@ -18,6 +18,18 @@ def _tokenize(texts: list[str], **options: Any) -> Any:
     return bm25s.tokenize(texts, stopwords="en", stemmer=Stemmer.Stemmer("english"), show_progress=False, **options)
 
 
+def term_overlap(query: str, texts: list[str]) -> list[float]:
+    """For each text, the share of the query's distinct stemmed terms (stop words aside) it holds.
+
+    >>> term_overlap("Lukashenka visits Turkey", ["Lukashenka visited Turkey.", "Nothing here."])
+    [1.0, 0.0]
+    """
+    query_terms = set(_tokenize([query], return_ids=False)[0])
+    if not query_terms or not texts:
+        return [0.0] * len(texts)
+    return [len(query_terms & set(terms)) / len(query_terms) for terms in _tokenize(texts, return_ids=False)]
+
+
 class LexicalStore:
     """A bm25s index over passage texts, addressed by the same int64 ids as the vectors."""
 
