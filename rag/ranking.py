@@ -2,7 +2,7 @@
 
 >>> reciprocal_rank_fusion([[1, 2], [2, 3]], k=60)[0][0]
 2
->>> convex_fusion({1: 0.9, 2: 0.5}, {2: 10.0, 3: 4.0}, dense_weight=0.5)[0][0]
+>>> convex_fusion({1: 0.9, 2: 0.8, 4: 0.1}, {2: 10.0, 3: 4.0}, dense_weight=0.5)[0][0]
 2
 """
 

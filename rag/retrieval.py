@@ -199,6 +199,11 @@ class Retriever:
                 self._question_vectors.move_to_end(question)
             return np.vstack([self._question_vectors[q] for q in questions])
 
+    def forget_questions(self) -> None:
+        """Empty the question-vector cache (benchmarks time encoding from a cold cache)."""
+        with self._cache_lock:
+            self._question_vectors.clear()
+
     def search(
         self,
         question: str,

@@ -62,6 +62,7 @@ def test_min_max_edge_cases(scores: dict[str, float], expected: dict[str, float]
     assert min_max(scores) == pytest.approx(expected)
 
 
+
 @pytest.mark.parametrize(
     ("a", "b", "expected"),
     [((0, 10), (5, 15), 0.5), ((0, 10), (10, 20), 0.0), ((0, 10), (2, 4), 1.0), ((0, 0), (0, 5), 0.0)],
