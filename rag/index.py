@@ -56,6 +56,10 @@ LOCK_FILE = ".lock"
 DOCUMENTS_PER_BATCH = 64
 
 
+class _FormatChanged(IndexCorruptError):
+    """The index was written in another format version; it is rebuilt, not repaired."""
+
+
 @dataclass
 class IndexReport:
     """What opening an index did, in words an interface can print."""
@@ -193,7 +197,7 @@ def _load(directory: Path, report: IndexReport) -> OpenIndex:
     except (OSError, ValueError) as error:
         raise IndexCorruptError(f"manifest unreadable ({error.__class__.__name__})") from error
     if manifest.get("format") != FORMAT_VERSION:
-        raise IndexCorruptError(f"index format {manifest.get('format')!r} is not {FORMAT_VERSION}")
+        raise _FormatChanged(f"the index format changed ({manifest.get('format')!r} -> {FORMAT_VERSION})")
     for name, expected in manifest.get("files", {}).items():
         path = directory / name
         if not path.is_file():
@@ -411,7 +415,8 @@ def open_index(
             if directory is not None:
                 previous = _load(directory, IndexReport())
         except IndexCorruptError as error:
-            report.reason = f"the existing index was corrupted: {error}"
+            changed = isinstance(error, _FormatChanged)
+            report.reason = str(error) if changed else f"the existing index was corrupted: {error}"
             report.action = "rebuilt"
         if previous is not None and (stale := _stale_reason(previous.manifest, settings) or ("a rebuild was requested" if rebuild else None)):
             report.reason, report.action = stale, "rebuilt"
