@@ -21,7 +21,7 @@ SEARCH_MODES = ("hybrid", "dense", "bm25")
 DEFAULT_MODE = "hybrid"
 #: Weight of the share of question terms a sentence holds, beside its cosine, when picking
 #: a hit's supporting sentence.
-SENTENCE_TERM_WEIGHT = 0.5
+SENTENCE_TERM_WEIGHT = 1.0
 
 #: File suffixes read from a corpus folder.
 DOCUMENT_SUFFIXES = (".txt", ".md")
@@ -56,6 +56,8 @@ class FusionSettings:
 
     ``candidates`` passages per list are fused when searching passages;
     ``source_candidates`` passages (dense) and documents (BM25) when ranking documents.
+    In hybrid passage search, each passage also gains ``sentence_weight`` times the score of
+    its supporting sentence, so the passage whose best sentence answers the question leads.
     """
 
     method: str = "convex"  # "convex" (min-max normalized scores) or "rrf"
@@ -63,6 +65,7 @@ class FusionSettings:
     rrf_k: int = 60
     candidates: int = 100
     source_candidates: int = 1000
+    sentence_weight: float = 0.5
 
 
 def benchmark_settings() -> IndexSettings:

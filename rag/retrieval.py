@@ -234,13 +234,18 @@ class Retriever:
             ranked = self._rerank(index, question, ranked[: max(4 * k, 20)])
         records = index.passages.passages([passage_id for passage_id, _ in ranked[: 8 * k + 20]])
         ordered = [(records[i], score) for i, score in ranked if i in records]
+        quotes = _supporting_sentences(index, [record for record, _ in ordered], query_vector, question)
+        if mode == "hybrid" and self.reranker is None and self.fusion.sentence_weight:
+            weight = self.fusion.sentence_weight
+            ordered = sorted(
+                ((record, score + weight * quotes[record.id][1]) for record, score in ordered), key=lambda item: -item[1]
+            )
         ordered = ranking.drop_overlapping(ordered, lambda item: (item[0].source, item[0].start, item[0].end))
         if mmr is not None and ordered:
             vectors = index.vectors.vectors([record.id for record, _ in ordered])
             ordered = [ordered[i] for i in ranking.maximal_marginal_relevance(query_vector, vectors, k, mmr)]
         return [
-            self._hit(index, rank, record, score, question, query_vector)
-            for rank, (record, score) in enumerate(ordered[:k], start=1)
+            _hit(rank, record, score, quotes[record.id][0]) for rank, (record, score) in enumerate(ordered[:k], start=1)
         ]
 
     def _rank(
@@ -307,28 +312,6 @@ class Retriever:
         scores = self.reranker.score(question, texts)
         return sorted(zip(ids, scores), key=lambda item: -item[1])
 
-    def _hit(
-        self, index: OpenIndex, rank: int, record: PassageRecord, score: float, question: str, query_vector: np.ndarray
-    ) -> Hit:
-        start, end = _supporting_sentence(index, record, query_vector, question)
-        text = record.text[start - record.start : end - record.start]
-        return Hit(
-            rank=rank,
-            score=score,
-            source=record.source,
-            title=record.title,
-            week_start=record.week_start,
-            week_end=record.week_end,
-            category=record.category,
-            trend=record.trend,
-            start=record.start,
-            end=record.end,
-            text=record.text,
-            sentence=SentenceSpan(text, start, end),
-            chunk_id=record.chunk_id,
-        )
-
-
 def _best_per_source(index: OpenIndex, ids: np.ndarray, scores: np.ndarray) -> dict[str, float]:
     """The best score of each source among scored passage ids (id -1 marks an empty place)."""
     best: dict[str, float] = {}
@@ -339,22 +322,50 @@ def _best_per_source(index: OpenIndex, ids: np.ndarray, scores: np.ndarray) -> d
     return best
 
 
-def _supporting_sentence(
-    index: OpenIndex, record: PassageRecord, query_vector: np.ndarray, question: str
-) -> tuple[int, int]:
-    """The span of the passage sentence that best answers the question.
+def _hit(rank: int, record: PassageRecord, score: float, sentence: SentenceSpan) -> Hit:
+    return Hit(
+        rank=rank,
+        score=score,
+        source=record.source,
+        title=record.title,
+        week_start=record.week_start,
+        week_end=record.week_end,
+        category=record.category,
+        trend=record.trend,
+        start=record.start,
+        end=record.end,
+        text=record.text,
+        sentence=sentence,
+        chunk_id=record.chunk_id,
+    )
+
+
+def _supporting_sentences(
+    index: OpenIndex, records: Sequence[PassageRecord], query_vector: np.ndarray, question: str
+) -> dict[int, tuple[SentenceSpan, float]]:
+    """For each passage id, the passage sentence that best answers the question, and its score.
 
     A sentence scores the cosine of its stored vector with the question (0 without one)
     plus ``SENTENCE_TERM_WEIGHT`` times the share of the question's stemmed terms it holds.
+    A passage without stored sentences offers its first sentence, scored 0.
     """
-    sentences = index.passages.sentence_vectors(record.source, record.start, record.end)
-    if not sentences:
-        return record.sentences[0] if record.sentences else (record.start, record.end)
-    texts = [record.text[start - record.start : end - record.start] for start, end, _ in sentences]
-    overlaps = term_overlap(question, texts)
-    scores = [
-        (float(vector @ query_vector) if vector is not None else 0.0) + SENTENCE_TERM_WEIGHT * overlap
-        for (_, _, vector), overlap in zip(sentences, overlaps)
-    ]
-    start, end, _ = sentences[int(np.argmax(scores))]
-    return start, end
+    sentences = {record.id: index.passages.sentence_vectors(record.source, record.start, record.end) for record in records}
+    texts = [_slice(record, start, end) for record in records for start, end, _ in sentences[record.id]]
+    overlaps = iter(term_overlap(question, texts))
+    best: dict[int, tuple[SentenceSpan, float]] = {}
+    for record in records:
+        scored = [
+            (start, end, (float(vector @ query_vector) if vector is not None else 0.0) + SENTENCE_TERM_WEIGHT * next(overlaps))
+            for start, end, vector in sentences[record.id]
+        ]
+        if not scored:
+            start, end = record.sentences[0] if record.sentences else (record.start, record.end)
+            scored = [(start, end, 0.0)]
+        start, end, score = max(scored, key=lambda item: item[2])
+        best[record.id] = (SentenceSpan(_slice(record, start, end), start, end), score)
+    return best
+
+
+def _slice(record: PassageRecord, start: int, end: int) -> str:
+    """The text of the file span ``[start, end)`` inside a passage."""
+    return record.text[start - record.start : end - record.start]
