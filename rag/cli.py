@@ -294,9 +294,8 @@ def _eval(args: argparse.Namespace, out: TextIO) -> int:
     return 0
 
 
+#: Each subcommand is a parser entry in ``build_parser`` and a function (args, out) -> exit status here.
 COMMANDS = {"index": _index, "ask": _ask, "serve": _serve, "eval": _eval}
-# Further subcommands (serve, eval) register here: a parser entry in build_parser and a
-# function (args, out) -> exit status in COMMANDS.
 
 
 def main(argv: Sequence[str] | None = None) -> int:
