@@ -25,21 +25,28 @@ def reciprocal_rank_fusion(rankings: Sequence[Sequence[Key]], k: int = 60) -> li
     return sorted(scores.items(), key=lambda item: -item[1])
 
 
-def min_max(scores: Mapping[Key, float]) -> dict[Key, float]:
-    """Scale scores to [0, 1]; a list whose scores are all equal maps to 1."""
+def min_max(scores: Mapping[Key, float], floor: float | None = None) -> dict[Key, float]:
+    """Scale scores to [0, 1]; a list whose scores are all equal maps to 1.
+
+    ``floor`` is the lowest score when known beyond the list (BM25's 0 for every unlisted
+    document once a list holds every match); by default it is the list's own minimum.
+    """
     if not scores:
         return {}
-    low, high = min(scores.values()), max(scores.values())
+    low, high = min(scores.values()) if floor is None else floor, max(scores.values())
     if high == low:
         return {key: 1.0 for key in scores}
     return {key: (value - low) / (high - low) for key, value in scores.items()}
 
 
 def convex_fusion(
-    dense: Mapping[Key, float], lexical: Mapping[Key, float], dense_weight: float = 0.5
+    dense: Mapping[Key, float],
+    lexical: Mapping[Key, float],
+    dense_weight: float = 0.5,
+    lexical_floor: float | None = None,
 ) -> list[tuple[Key, float]]:
-    """Fuse by ``w * minmax(dense) + (1 - w) * minmax(lexical)``; absent keys count 0; best first."""
-    dense_n, lexical_n = min_max(dense), min_max(lexical)
+    """Fuse by ``w * minmax(dense) + (1 - w) * minmax(lexical, lexical_floor)``; absent keys count 0; best first."""
+    dense_n, lexical_n = min_max(dense), min_max(lexical, lexical_floor)
     fused = {
         key: dense_weight * dense_n.get(key, 0.0) + (1.0 - dense_weight) * lexical_n.get(key, 0.0)
         for key in dense_n.keys() | lexical_n.keys()

@@ -265,10 +265,16 @@ class Retriever:
         if mode in ("bm25", "hybrid"):
             scores, ids = index.lexical.search(question, candidates, allowed)
             lexical = {int(i): float(s) for s, i in zip(scores, ids)}
-        return self._fuse(dense, lexical, mode)
+        return self._fuse(dense, lexical, mode, lexical_complete=len(lexical) < candidates)
 
-    def _fuse(self, dense: dict[Key, float], lexical: dict[Key, float], mode: str) -> list[tuple[Key, float]]:
-        """One ranking, best first: the mode's own list, or both fused as the fusion settings say."""
+    def _fuse(
+        self, dense: dict[Key, float], lexical: dict[Key, float], mode: str, *, lexical_complete: bool
+    ) -> list[tuple[Key, float]]:
+        """One ranking, best first: the mode's own list, or both fused as the fusion settings say.
+
+        ``lexical_complete``: the lexical list holds every match, so every other key's BM25
+        score is 0, and min-max scaling starts from 0 rather than from the list's minimum.
+        """
         if mode == "dense":
             return sorted(dense.items(), key=lambda item: -item[1])
         if mode == "bm25":
@@ -278,7 +284,8 @@ class Retriever:
                 [sorted(dense, key=dense.__getitem__, reverse=True), sorted(lexical, key=lexical.__getitem__, reverse=True)],
                 k=self.fusion.rrf_k,
             )
-        return ranking.convex_fusion(dense, lexical, self.fusion.dense_weight)
+        floor = 0.0 if lexical_complete else None
+        return ranking.convex_fusion(dense, lexical, self.fusion.dense_weight, lexical_floor=floor)
 
     def rank_sources(self, question: str, n: int = DEFAULT_K, *, mode: str = DEFAULT_MODE) -> list[tuple[str, float]]:
         """The ``n`` best documents for ``question`` as (source, score), best first.
@@ -302,7 +309,7 @@ class Retriever:
         if mode in ("bm25", "hybrid"):
             scores, ids = index.document_lexical.search(question, depth)
             lexical = _best_per_source(index, ids, scores)
-        return self._fuse(dense, lexical, mode)[:n]
+        return self._fuse(dense, lexical, mode, lexical_complete=len(lexical) < depth)[:n]
 
     def _rerank(self, index: OpenIndex, question: str, ranked: list[tuple[int, float]]) -> list[tuple[int, float]]:
         assert self.reranker is not None

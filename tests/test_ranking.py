@@ -44,6 +44,13 @@ def test_convex_fusion_weight_extremes_follow_one_list(weight: float, order: lis
     assert [key for key, _ in fused] == order
 
 
+def test_convex_fusion_lexical_floor_scales_from_zero() -> None:
+    dense = {1: 0.9, 2: 0.5, 3: 0.1}  # min-max: 1.0, 0.5, 0.0
+    lexical = {2: 10.0, 3: 8.0}  # from its own minimum: 1.0, 0.0; from a floor of 0: 1.0, 0.8
+    assert dict(convex_fusion(dense, lexical, 0.5)) == pytest.approx({1: 0.5, 2: 0.75, 3: 0.0})
+    assert dict(convex_fusion(dense, lexical, 0.5, lexical_floor=0.0)) == pytest.approx({1: 0.5, 2: 0.75, 3: 0.4})
+
+
 def test_convex_fusion_with_one_empty_list_keeps_the_other_order() -> None:
     assert [key for key, _ in convex_fusion({}, {"a": 1.0, "b": 3.0})] == ["b", "a"]
 
