@@ -218,6 +218,8 @@ class Retriever:
         ``mode`` is ``hybrid`` (BM25 + dense fusion), ``dense`` or ``bm25``. ``filters``
         restrict the search inside the stores, so ``k`` hits come back whenever ``k``
         matching passages exist. ``mmr`` (0..1) re-orders for diversity; 1.0 is pure relevance.
+        In ``hybrid`` mode without a reranker, each passage also gains ``fusion.sentence_weight``
+        times the score of its supporting sentence.
         """
         question = validate_query(question, k, mode)
         if mmr is not None and not 0.0 <= mmr <= 1.0:
@@ -236,10 +238,7 @@ class Retriever:
         ordered = [(records[i], score) for i, score in ranked if i in records]
         quotes = _supporting_sentences(index, [record for record, _ in ordered], query_vector, question)
         if mode == "hybrid" and self.reranker is None and self.fusion.sentence_weight:
-            weight = self.fusion.sentence_weight
-            ordered = sorted(
-                ((record, score + weight * quotes[record.id][1]) for record, score in ordered), key=lambda item: -item[1]
-            )
+            ordered = _add_sentence_scores(ordered, quotes, self.fusion.sentence_weight)
         ordered = ranking.drop_overlapping(ordered, lambda item: (item[0].source, item[0].start, item[0].end))
         if mmr is not None and ordered:
             vectors = index.vectors.vectors([record.id for record, _ in ordered])
@@ -330,6 +329,7 @@ def _best_per_source(index: OpenIndex, ids: np.ndarray, scores: np.ndarray) -> d
 
 
 def _hit(rank: int, record: PassageRecord, score: float, sentence: SentenceSpan) -> Hit:
+    """A stored passage as a ranked hit with its supporting sentence."""
     return Hit(
         rank=rank,
         score=score,
@@ -345,6 +345,14 @@ def _hit(rank: int, record: PassageRecord, score: float, sentence: SentenceSpan)
         sentence=sentence,
         chunk_id=record.chunk_id,
     )
+
+
+def _add_sentence_scores(
+    ordered: list[tuple[PassageRecord, float]], quotes: dict[int, tuple[SentenceSpan, float]], weight: float
+) -> list[tuple[PassageRecord, float]]:
+    """Passages re-scored with ``weight`` times their supporting sentence's score, best first."""
+    rescored = [(record, score + weight * quotes[record.id][1]) for record, score in ordered]
+    return sorted(rescored, key=lambda item: -item[1])
 
 
 def _supporting_sentences(
