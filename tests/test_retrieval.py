@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from rag.config import MAX_K, SEARCH_MODES
+from rag.config import MAX_K, SEARCH_MODES, FusionSettings
 from rag.errors import QueryError
+from rag.evaluate import evaluate_qa, read_qa
 from rag.ranking import overlap_fraction
 from rag.retrieval import Hit, Retriever
 from rag.stores.passages import Filters
@@ -94,6 +95,15 @@ def test_seeds_question_set_recall_and_evidence(seeds_retriever: Retriever) -> N
         in_top5 += any(h.source == item["source"] and item["evidence"] in h.text for h in hits)
     assert first / len(questions) >= 0.95, f"Recall@1 {first}/{len(questions)}"
     assert in_top5 / len(questions) >= 0.95, f"evidence in top 5 {in_top5}/{len(questions)}"
+
+
+def test_weighing_the_best_sentence_puts_answering_passages_first(seeds_retriever: Retriever) -> None:
+    examples = read_qa(DATA / "seeds_qa.jsonl") + read_qa(DATA / "seeds_qa_heldout.jsonl")
+    without = Retriever(seeds_retriever.corpus, seeds_retriever.index_dir, seeds_retriever.settings,
+                        seeds_retriever._index, FusionSettings(sentence_weight=0.0))
+    held = evaluate_qa(seeds_retriever, examples, "hybrid").metrics["sentence_holds_evidence"]
+    baseline = evaluate_qa(without, examples, "hybrid").metrics["sentence_holds_evidence"]
+    assert held >= baseline + 0.03, f"with sentence weight {held:.3f}, without {baseline:.3f}"
 
 
 def test_held_out_question_set_finds_the_evidence(seeds_retriever: Retriever, seeds_copy: Path) -> None:
