@@ -236,16 +236,18 @@ class Retriever:
             ranked = self._rerank(index, question, ranked[: max(4 * k, 20)])
         records = index.passages.passages([passage_id for passage_id, _ in ranked[: 8 * k + 20]])
         ordered = [(records[i], score) for i, score in ranked if i in records]
-        quotes = _supporting_sentences(index, [record for record, _ in ordered], query_vector, question)
+        quotes: dict[int, tuple[SentenceSpan, float]] = {}
         if mode == "hybrid" and self.reranker is None and self.fusion.sentence_weight:
+            quotes = _supporting_sentences(index, [record for record, _ in ordered], query_vector, question)
             ordered = _add_sentence_scores(ordered, quotes, self.fusion.sentence_weight)
         ordered = ranking.drop_overlapping(ordered, lambda item: (item[0].source, item[0].start, item[0].end))
         if mmr is not None and ordered:
             vectors = index.vectors.vectors([record.id for record, _ in ordered])
             ordered = [ordered[i] for i in ranking.maximal_marginal_relevance(query_vector, vectors, k, mmr)]
-        return [
-            _hit(rank, record, score, quotes[record.id][0]) for rank, (record, score) in enumerate(ordered[:k], start=1)
-        ]
+        top = ordered[:k]
+        unquoted = [record for record, _ in top if record.id not in quotes]
+        quotes.update(_supporting_sentences(index, unquoted, query_vector, question))
+        return [_hit(rank, record, score, quotes[record.id][0]) for rank, (record, score) in enumerate(top, start=1)]
 
     def _rank(
         self,
