@@ -180,6 +180,8 @@ def _search_kwargs(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _ask_batch(args: argparse.Namespace, out: TextIO) -> int:
+    from .retrieval import results_payload
+
     questions = list(_read_batch(args.batch))
     kwargs = _search_kwargs(args)
     retriever = _open(args)
@@ -187,14 +189,15 @@ def _ask_batch(args: argparse.Namespace, out: TextIO) -> int:
     if valid:
         retriever.encode_questions([q.strip() for q in valid])
     for question, error in questions:
-        record: dict[str, Any] = {"question": question}
-        if error is None:
+        hits: list[Hit] = []
+        if question is not None and error is None:
             try:
-                record["hits"] = [hit.to_dict() for hit in retriever.search(question or "", **kwargs)]
+                hits = retriever.search(question, **kwargs)
             except QueryError as problem:
                 error = str(problem)
+        record: dict[str, Any] = results_payload(question, hits)
         if error is not None:
-            record.update(hits=[], error=error)
+            record["error"] = error
         out.write(json.dumps(record, ensure_ascii=False) + "\n")
     return 0
 
@@ -210,7 +213,9 @@ def _ask(args: argparse.Namespace, out: TextIO) -> int:
     retriever = _open(args)
     hits = retriever.search(args.question, **kwargs)
     if args.json:
-        out.write(json.dumps({"question": args.question, "hits": [h.to_dict() for h in hits]}, ensure_ascii=False, indent=2) + "\n")
+        from .retrieval import results_payload
+
+        out.write(json.dumps(results_payload(args.question, hits), ensure_ascii=False, indent=2) + "\n")
     else:
         _print_hits(args.question, hits, out)
     return 0

@@ -88,6 +88,11 @@ class Hit:
         }
 
 
+def results_payload(question: str | None, hits: Sequence[Hit]) -> dict[str, Any]:
+    """The JSON document of one search, as ``rag ask --json``, the app's export and ``/search`` give it."""
+    return {"question": question, "hits": [hit.to_dict() for hit in hits]}
+
+
 def validate_query(question: str, k: int, mode: str) -> str:
     """The stripped question; raises ``QueryError`` for an empty question, bad ``k`` or mode."""
     if not isinstance(question, str) or not question.strip():

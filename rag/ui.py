@@ -21,13 +21,12 @@ import gradio as gr
 from .config import DEFAULT_K, DEFAULT_MODE, SEARCH_MODES
 from .documents import FolderCorpus
 from .errors import QueryError, RagError
-from .retrieval import Retriever
+from .retrieval import Retriever, results_payload
 from .stores.passages import Filters
 from .ui_files import (
     MAX_UPLOAD_BYTES,
     UploadError,
     read_upload,
-    results_payload,
     save_upload,
     write_csv,
     write_json,
@@ -173,7 +172,7 @@ class SearchApp:
             hits = self.retriever.search(question, _whole(k), mode=mode, filters=filters)
         except RagError as error:
             return message(_capitalized(f"{error}."), "error"), "", _NO_RESULTS
-        payload = results_payload(question, [hit.to_dict() for hit in hits])
+        payload = results_payload(question, hits)
         scope = _describe(filters, {doc["source"]: doc["title"] for doc in self.retriever.documents()})
         if not hits:
             advice = "Widen the week range or clear a filter." if scope else "Try another wording or search mode."
@@ -191,7 +190,7 @@ class SearchApp:
             hits = self.retriever.search(question, _whole(k), mode=mode)
         except RagError as error:
             raise gr.Error(str(error)) from None
-        return results_payload(question, [hit.to_dict() for hit in hits])
+        return results_payload(question, hits)
 
     def open_brief(self, payload: dict[str, Any] | None, rank: int) -> str:
         """The whole brief of result ``rank`` with its passage highlighted, or a message why not."""

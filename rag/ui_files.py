@@ -33,11 +33,6 @@ class UploadError(RagError):
     """An uploaded file was refused (bad name, type, size or encoding, or a name clash)."""
 
 
-def results_payload(question: str, hits: list[dict[str, Any]]) -> dict[str, Any]:
-    """The JSON document of one search, as ``rag ask --json`` prints it."""
-    return {"question": question, "hits": hits}
-
-
 def write_json(payload: Mapping[str, Any], folder: Path) -> Path:
     """Write ``payload`` to ``folder/results.json`` (UTF-8, indented) and return the path."""
     path = folder / "results.json"
