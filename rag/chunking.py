@@ -18,6 +18,7 @@ import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from .config import MAX_SENTENCE_CHARS
 from .documents import Document, Span
 
 TokenCounter = Callable[[list[str]], list[int]]
@@ -47,7 +48,9 @@ class _Unit:
 def split_sentences(text: str, start: int, end: int) -> list[Span]:
     """Sentence spans inside ``text[start:end]``: bullet lines alone, other lines by sentencex.
 
-    Spans are trimmed of surrounding whitespace and never empty.
+    Spans are trimmed of surrounding whitespace and never empty. A sentence longer than
+    ``MAX_SENTENCE_CHARS`` is cut into pieces of at most that many characters, at word
+    boundaries where there are any.
     """
     import sentencex
 
@@ -58,18 +61,40 @@ def split_sentences(text: str, start: int, end: int) -> list[Span]:
         if run_start is None:
             return
         for boundary in sentencex.get_sentence_boundaries("en", text[run_start:run_end]):
-            spans.extend(_trim(text, run_start + boundary["start_index"], run_start + boundary["end_index"]))
+            for span in _trim(text, run_start + boundary["start_index"], run_start + boundary["end_index"]):
+                spans.extend(_bounded(text, span))
 
     for line in re.finditer(r"[^\n]+", text[start:end]):
         line_start, line_end = start + line.start(), start + line.end()
         if _BULLET_RE.match(line.group()):
             flush_run(line_start)
             run_start = None
-            spans.extend(_trim(text, line_start, line_end))
+            spans.extend(piece for span in _trim(text, line_start, line_end) for piece in _bounded(text, span))
         elif run_start is None:
             run_start = line_start
     flush_run(end)
     return spans
+
+
+def _bounded(text: str, span: Span, limit: int = MAX_SENTENCE_CHARS) -> list[Span]:
+    """``span`` cut into trimmed pieces of at most ``limit`` characters, at whitespace when possible.
+
+    >>> _bounded("aaa bbb ccc", (0, 11), limit=7)
+    [(0, 7), (8, 11)]
+    """
+    pieces: list[Span] = []
+    start, end = span
+    while end - start > limit:
+        cut = text.rfind(" ", start + 1, start + limit + 1)
+        cut = max(cut, text.rfind("\n", start + 1, start + limit + 1))
+        if cut <= start:
+            cut = start + limit
+        pieces.extend(_trim(text, start, cut))
+        start = cut
+        while start < end and text[start].isspace():
+            start += 1
+    pieces.extend(_trim(text, start, end))
+    return pieces
 
 
 def _trim(text: str, start: int, end: int) -> list[Span]:

@@ -6,14 +6,26 @@ Usage errors exit 2, other failures exit 1, each with a one-line message on stde
 from __future__ import annotations
 
 import argparse
+import contextlib
+import itertools
 import json
 import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TextIO
+from typing import TYPE_CHECKING, Any, BinaryIO, TextIO
 
-from .config import DEFAULT_CORPUS, DEFAULT_INDEX_DIR, DEFAULT_K, DEFAULT_MODE, MAX_K, SEARCH_MODES
-from .errors import QueryError, RagError
+from .config import (
+    DEFAULT_CORPUS,
+    DEFAULT_INDEX_DIR,
+    DEFAULT_K,
+    DEFAULT_MODE,
+    MAX_BATCH_LINE_BYTES,
+    MAX_FILE_BYTES,
+    MAX_K,
+    SEARCH_MODES,
+)
+from .errors import RagError
+from .serving import AUTH_ENV
 
 if TYPE_CHECKING:
     from .retrieval import Hit, Retriever
@@ -47,11 +59,33 @@ def _unit_interval(value: str) -> float:
     return number
 
 
+def _megabytes(value: str) -> int:
+    try:
+        number = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number of megabytes, got {value!r}") from None
+    if not 0 < number <= 1024:
+        raise argparse.ArgumentTypeError(f"must be more than 0 and at most 1024, got {value}")
+    return int(number * 1024 * 1024)
+
+
+def _port(value: str) -> int:
+    try:
+        port = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a whole number, got {value!r}") from None
+    if not 1 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"must be between 1 and 65535, got {port}")
+    return port
+
+
 def _add_index_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--corpus", type=Path, default=DEFAULT_CORPUS,
-                        help=f"folder of .txt/.md documents (default: {DEFAULT_CORPUS}/)")
+                        help=f"folder of .txt/.md documents, relative to the working directory (default: {DEFAULT_CORPUS}/)")
     parser.add_argument("--index-dir", type=Path, default=DEFAULT_INDEX_DIR,
-                        help=f"where the index is kept (default: {DEFAULT_INDEX_DIR}/)")
+                        help=f"where the index is kept, relative to the working directory (default: {DEFAULT_INDEX_DIR}/)")
+    parser.add_argument("--max-file-mb", type=_megabytes, default=MAX_FILE_BYTES, dest="max_file_bytes", metavar="MB",
+                        help=f"skip (with a warning) corpus files larger than this (default: {MAX_FILE_BYTES // 2**20})")
 
 
 def _add_search_options(parser: argparse.ArgumentParser) -> None:
@@ -84,8 +118,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     ask = commands.add_parser("ask", help="answer a question (or a file of questions) with cited passages")
     ask.add_argument("question", nargs="?", help="the question, in plain English")
-    ask.add_argument("--batch", type=Path, metavar="FILE",
-                     help="questions, one per line or JSONL with a 'question' field; prints JSON lines")
+    ask.add_argument("--batch", metavar="FILE",
+                     help="questions, one per line or JSONL with a 'question' field ('-' reads standard input); "
+                          "prints JSON lines")
     ask.add_argument("--json", action="store_true", help="print JSON instead of text")
     _add_index_options(ask)
     _add_search_options(ask)
@@ -93,7 +128,11 @@ def build_parser() -> argparse.ArgumentParser:
     serve = commands.add_parser("serve", help="start the web app (Gradio) on this machine")
     _add_index_options(serve)
     serve.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1, this machine only)")
-    serve.add_argument("--port", type=int, default=7860, help="port to listen on (default: 7860)")
+    serve.add_argument("--port", type=_port, default=7860, help="port to listen on, 1-65535 (default: 7860)")
+    serve.add_argument("--auth-file", type=Path, metavar="FILE",
+                       help=f"require a login: lines of USER:PASSWORD (or set {AUTH_ENV}=USER:PASSWORD)")
+    serve.add_argument("--read-only", action="store_true",
+                       help="serve search only: no uploads, no rebuilds from the page")
 
     evaluate = commands.add_parser("eval", help="measure retrieval quality on a BEIR dataset folder or a QA file")
     evaluate.add_argument("dataset", type=Path, metavar="DATASET",
@@ -118,6 +157,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _open(args: argparse.Namespace, rebuild: bool = False) -> Retriever:
+    from .documents import FolderCorpus
     from .retrieval import Retriever
 
     reranker = None
@@ -125,8 +165,10 @@ def _open(args: argparse.Namespace, rebuild: bool = False) -> Retriever:
         from .rerank import CrossEncoderReranker
 
         reranker = CrossEncoderReranker(args.reranker)
-    retriever = Retriever.open(args.corpus, args.index_dir, reranker=reranker, progress=sys.stderr.isatty(),
-                               rebuild=rebuild)
+    retriever = Retriever.open(
+        FolderCorpus(args.corpus, getattr(args, "max_file_bytes", MAX_FILE_BYTES)), args.index_dir, reranker=reranker,
+        progress=sys.stderr.isatty(), rebuild=rebuild, on_wait=lambda notice: print(f"rag: {notice}", file=sys.stderr),
+    )
     report = retriever.report
     if report.action != "opened" or report.warnings or report.skipped or getattr(args, "command", "") == "index":
         for message in report.messages():
@@ -149,16 +191,42 @@ def _filters(args: argparse.Namespace) -> Filters:
     return Filters(tuple(args.source), tuple(args.category), tuple(args.trend), args.date_from, args.date_to)
 
 
-def _read_batch(path: Path) -> Iterator[tuple[str | None, str | None]]:
-    """(question, error) per non-blank line of a batch file."""
+def _open_batch(name: str) -> BinaryIO:
+    """The batch file to read (``-`` is standard input)."""
+    if name == "-":
+        return sys.stdin.buffer
     try:
-        lines = path.read_text(encoding="utf-8").splitlines()
+        return open(name, "rb")  # noqa: SIM115 - closed by the caller
     except FileNotFoundError:
-        raise RagError(f"batch file not found: {path}") from None
-    except (OSError, UnicodeDecodeError) as error:
-        raise RagError(f"cannot read batch file {path}: {error}") from None
-    for number, line in enumerate(lines, start=1):
-        stripped = line.strip()
+        raise RagError(f"batch file not found: {name}") from None
+    except OSError as error:
+        raise RagError(f"cannot read batch file {name}: {error.strerror or error}") from None
+
+
+def _batch_lines(handle: BinaryIO) -> Iterator[tuple[int, bytes | None]]:
+    """(line number, bytes) per line, streamed; ``None`` for a line over ``MAX_BATCH_LINE_BYTES``."""
+    number = 0
+    while line := handle.readline(MAX_BATCH_LINE_BYTES + 1):
+        number += 1
+        if len(line) > MAX_BATCH_LINE_BYTES and not line.endswith(b"\n"):
+            while (rest := handle.readline(1 << 16)) and not rest.endswith(b"\n"):
+                pass
+            yield number, None
+        else:
+            yield number, line
+
+
+def _read_batch(handle: BinaryIO) -> Iterator[tuple[str | None, str | None]]:
+    """(question, error) per non-blank line of a batch: plain text, or JSON with a "question" string."""
+    for number, raw in _batch_lines(handle):
+        if raw is None:
+            yield None, f"line {number}: longer than {MAX_BATCH_LINE_BYTES:,} bytes"
+            continue
+        try:
+            stripped = raw.decode("utf-8").strip()
+        except UnicodeDecodeError:
+            yield None, f"line {number}: not UTF-8 text"
+            continue
         if not stripped:
             continue
         if not stripped.startswith("{"):
@@ -166,7 +234,7 @@ def _read_batch(path: Path) -> Iterator[tuple[str | None, str | None]]:
             continue
         try:
             question = json.loads(stripped).get("question")
-        except (ValueError, AttributeError):
+        except (ValueError, AttributeError, RecursionError):
             yield None, f"line {number}: not valid JSON"
             continue
         if not isinstance(question, str):
@@ -180,25 +248,27 @@ def _search_kwargs(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _ask_batch(args: argparse.Namespace, out: TextIO) -> int:
-    from .retrieval import results_payload
+    """Answer every line of the batch, writing each JSON line as soon as it is ready."""
+    import time
 
-    questions = list(_read_batch(args.batch))
+    from .retrieval import Answer, QUESTION_BATCH
+
     kwargs = _search_kwargs(args)
+    handle = _open_batch(args.batch)
     retriever = _open(args)
-    valid = [q for q, _ in questions if q and q.strip()]
-    if valid:
-        retriever.encode_questions([q.strip() for q in valid])
-    for question, error in questions:
-        hits: list[Hit] = []
-        if question is not None and error is None:
-            try:
-                hits = retriever.search(question, **kwargs)
-            except QueryError as problem:
-                error = str(problem)
-        record: dict[str, Any] = results_payload(question, hits)
-        if error is not None:
-            record["error"] = error
-        out.write(json.dumps(record, ensure_ascii=False) + "\n")
+    started, answered = time.perf_counter(), 0
+    with contextlib.closing(handle) if handle is not sys.stdin.buffer else contextlib.nullcontext():
+        lines = _read_batch(handle)
+        while chunk := list(itertools.islice(lines, QUESTION_BATCH)):
+            answers = retriever.search_many([q for q, error in chunk if error is None], **kwargs)
+            for question, error in chunk:
+                answer = next(answers) if error is None else Answer(question, [], error)
+                out.write(json.dumps(answer.to_dict(), ensure_ascii=False) + "\n")
+                out.flush()
+                answered += 1
+    seconds = time.perf_counter() - started
+    rate = f" ({answered / seconds:.0f} questions/s)" if seconds > 0 and answered else ""
+    print(f"rag: answered {answered} questions in {seconds:.1f}s{rate}", file=sys.stderr)
     return 0
 
 
@@ -244,12 +314,17 @@ def _index(args: argparse.Namespace, out: TextIO) -> int:
 
 
 def _serve(args: argparse.Namespace, out: TextIO) -> int:
+    from .serving import auth_from, exposure_warning
+
+    auth = auth_from(args.auth_file)
+    if warning := exposure_warning(args.host, auth is not None, args.read_only):
+        print(f"rag: warning: {warning}", file=sys.stderr)
     print(f"rag: opening the index of {args.corpus} in {args.index_dir} (built or updated first when needed)",
           file=sys.stderr)
     retriever = _open(args)
     from .ui import serve
 
-    serve(retriever, args.host, args.port)
+    serve(retriever, args.host, args.port, auth=auth, read_only=args.read_only)
     return 0
 
 

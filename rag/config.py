@@ -17,6 +17,10 @@ MODEL_ENV = "RAG_MODEL"
 
 DEFAULT_K = 5
 MAX_K = 100
+#: Longest question accepted, in characters.
+MAX_QUESTION_CHARS = 2000
+#: Longest line read from a ``rag ask --batch`` file; longer lines get an error record.
+MAX_BATCH_LINE_BYTES = 100_000
 SEARCH_MODES = ("hybrid", "dense", "bm25")
 DEFAULT_MODE = "hybrid"
 #: Weight of the share of question terms a sentence holds, beside its cosine, when picking
@@ -25,6 +29,13 @@ SENTENCE_TERM_WEIGHT = 1.0
 
 #: File suffixes read from a corpus folder.
 DOCUMENT_SUFFIXES = (".txt", ".md")
+#: Largest document file indexed; larger files are skipped with a warning (``--max-file-mb``).
+MAX_FILE_BYTES = 10 * 1024 * 1024
+#: Folders nested deeper than this under the corpus folder are skipped with a warning.
+MAX_FOLDER_DEPTH = 32
+#: A sentence longer than this many characters is cut at word boundaries before it is
+#: tokenized, so no unpunctuated text can make tokenization grow without bound.
+MAX_SENTENCE_CHARS = 2000
 
 #: Where ``rag eval`` keeps the indexes of benchmark datasets (one folder per dataset).
 BENCHMARK_INDEX_ROOT = Path("benchmarks-index")

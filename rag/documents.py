@@ -12,13 +12,15 @@ into that string.
 from __future__ import annotations
 
 import hashlib
+import os
 import re
+import stat
 from dataclasses import dataclass, field, replace
 from datetime import date
 from pathlib import Path
 from typing import Protocol
 
-from .config import DOCUMENT_SUFFIXES
+from .config import DOCUMENT_SUFFIXES, MAX_FILE_BYTES, MAX_FOLDER_DEPTH
 from .errors import CorpusError
 
 Span = tuple[int, int]
@@ -41,15 +43,50 @@ class Document:
     warnings: tuple[str, ...] = field(default=(), compare=False)
 
 
-class Corpus(Protocol):
-    """A set of documents addressed by source name, each with a content fingerprint."""
+@dataclass(frozen=True)
+class Scan:
+    """What listing a corpus found: a cheap signature per source, and what it passed over.
 
-    def fingerprints(self) -> dict[str, str]:
-        """Map every source name to a hash of its content."""
+    A signature (size, modification time and inode for files) changes whenever the content
+    may have; comparing signatures costs no reading. ``skipped`` holds (source, reason)
+    pairs of files that are never indexed, ``warnings`` what else the user should know.
+    """
+
+    signatures: dict[str, str]
+    skipped: tuple[tuple[str, str], ...] = ()
+    warnings: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Loaded:
+    """One source as read for indexing.
+
+    ``fingerprint`` is the SHA-256 of exactly the bytes that were parsed, and ``signature``
+    was taken before reading them, so a file changed during the read looks changed next time.
+    """
+
+    document: Document | None
+    fingerprint: str
+    signature: str
+
+
+class Corpus(Protocol):
+    """A set of documents addressed by source name."""
+
+    def scan(self) -> Scan:
+        """Every indexable source with its cheap signature. Raises ``CorpusError`` when there is none."""
         ...
 
-    def load(self, source: str) -> Document | None:
-        """Read one source; ``None`` when it holds nothing to index."""
+    def signature(self, source: str) -> str | None:
+        """The current cheap signature of one source; ``None`` when it is gone."""
+        ...
+
+    def fingerprint(self, source: str) -> str:
+        """SHA-256 of the source's current content. Raises ``CorpusError`` when it cannot be read."""
+        ...
+
+    def load(self, source: str) -> Loaded:
+        """Read and parse one source. Raises ``CorpusError`` when it cannot be read."""
         ...
 
 
@@ -228,57 +265,158 @@ def content_hash(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+def shown_name(name: str) -> str:
+    """A file name safe to print: bytes that are not UTF-8 are shown as ``\\xNN``.
+
+    >>> shown_name(os.fsdecode(b"bad\\xff.txt"))
+    'bad\\\\xff.txt'
+    """
+    return os.fsencode(name).decode("utf-8", errors="backslashreplace")
+
+
+def _signature(status: os.stat_result) -> str:
+    return f"{status.st_size}:{status.st_mtime_ns}:{status.st_ino}"
+
+
+def _is_utf8(name: str) -> bool:
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 class FolderCorpus:
     """The ``.txt`` and ``.md`` files under a folder (recursively, hidden files skipped).
 
+    Nothing outside the folder is ever read through it: links that lead outside are
+    skipped, links to folders are not followed, and every read checks where the opened
+    file really is. Files over ``max_bytes`` and folders deeper than ``MAX_FOLDER_DEPTH``
+    are skipped with a reason.
+
     >>> corpus = FolderCorpus("seeds")  # doctest: +SKIP
-    >>> sorted(corpus.fingerprints())[:1]  # doctest: +SKIP
+    >>> sorted(corpus.scan().signatures)[:1]  # doctest: +SKIP
     ['000_3b696b7c0f75676d.txt']
     """
 
-    def __init__(self, root: str | Path) -> None:
+    def __init__(self, root: str | Path, max_bytes: int = MAX_FILE_BYTES) -> None:
         self.root = Path(root)
+        self.max_bytes = max_bytes
 
     def __repr__(self) -> str:
         return f"FolderCorpus({str(self.root)!r})"
 
-    def _paths(self) -> dict[str, Path]:
+    def _real_root(self) -> Path:
         if not self.root.exists():
             raise CorpusError(f"corpus folder not found: {self.root}")
         if not self.root.is_dir():
             raise CorpusError(f"corpus is not a folder: {self.root}")
-        paths = {}
-        for path in sorted(self.root.rglob("*")):
-            relative = path.relative_to(self.root)
-            if any(part.startswith(".") for part in relative.parts):
-                continue
-            if path.is_file() and path.suffix.lower() in DOCUMENT_SUFFIXES:
-                paths[relative.as_posix()] = path
-        if not paths:
-            raise CorpusError(
-                f"no .txt or .md files in corpus folder {self.root}: add documents or pass --corpus DIR"
-            )
-        return paths
+        return self.root.resolve()
 
-    def fingerprints(self) -> dict[str, str]:
-        """SHA-256 of every readable document file, by path relative to the root."""
-        result = {}
-        for source, path in self._paths().items():
+    def _inside(self, real: str | Path, real_root: Path) -> bool:
+        return Path(real).is_relative_to(real_root)
+
+    def scan(self) -> Scan:
+        """Walk the folder (without recursion limits of Python's own) and sign every document."""
+        real_root = self._real_root()
+        signatures: dict[str, str] = {}
+        skipped: list[tuple[str, str]] = []
+        warnings: list[str] = []
+        folders: list[tuple[Path, str, int]] = [(self.root, "", 0)]
+        while folders:
+            folder, prefix, depth = folders.pop()
             try:
-                result[source] = content_hash(path.read_bytes())
-            except OSError:
-                result[source] = "unreadable"
-        return result
+                entries = sorted(os.scandir(folder), key=lambda entry: entry.name)
+            except OSError as error:
+                warnings.append(f"folder {shown_name(prefix or '.')} skipped: cannot be read ({error.strerror or error})")
+                continue
+            for entry in entries:
+                if entry.name.startswith("."):
+                    continue
+                relative = prefix + entry.name
+                if not _is_utf8(entry.name):
+                    skipped.append((shown_name(relative), "the name is not valid UTF-8; rename it"))
+                    continue
+                try:
+                    if entry.is_dir(follow_symlinks=False):
+                        if depth + 1 >= MAX_FOLDER_DEPTH:
+                            warnings.append(f"folder {relative} skipped: deeper than {MAX_FOLDER_DEPTH} levels")
+                        else:
+                            folders.append((Path(entry.path), relative + "/", depth + 1))
+                        continue
+                    if Path(entry.name).suffix.lower() not in DOCUMENT_SUFFIXES:
+                        continue
+                    if entry.is_symlink():
+                        if not self._inside(os.path.realpath(entry.path), real_root):
+                            skipped.append((relative, "a link to a file outside the corpus folder; not followed"))
+                            continue
+                    status = entry.stat()
+                except OSError as error:
+                    skipped.append((relative, f"cannot be read ({error.strerror or error})"))
+                    continue
+                if not stat.S_ISREG(status.st_mode):
+                    skipped.append((relative, "not a regular file"))
+                elif status.st_size > self.max_bytes:
+                    skipped.append((relative, f"larger than the {_megabytes(self.max_bytes)} limit per file"))
+                else:
+                    signatures[relative] = _signature(status)
+        if not signatures:
+            why = "".join(f"; {source}: {reason}" for source, reason in skipped)
+            raise CorpusError(f"no .txt or .md files in corpus folder {self.root}: add documents or pass --corpus DIR{why}")
+        return Scan(dict(sorted(signatures.items())), tuple(sorted(skipped)), tuple(warnings))
+
+    def signature(self, source: str) -> str | None:
+        """Size, modification time and inode of a source's file; ``None`` when it is gone."""
+        try:
+            return _signature(os.stat(self.root / source))
+        except OSError:
+            return None
 
     def path(self, source: str) -> Path:
         """The file behind a source name."""
         return self.root / source
 
-    def load(self, source: str) -> Document | None:
-        """Read and parse one file; ``None`` when it is empty or cannot be read."""
+    def _read(self, source: str) -> tuple[bytes, os.stat_result]:
+        """The bytes of a source and its status taken before reading, checked to lie inside the folder."""
+        real_root = self._real_root()
         try:
-            data = self.path(source).read_bytes()
+            handle = open(self.path(source), "rb", opener=_opener)  # noqa: SIM115 - closed below
         except OSError as error:
             raise CorpusError(f"{source}: cannot be read ({error.strerror or error})") from error
+        with handle:
+            status = os.fstat(handle.fileno())
+            if not stat.S_ISREG(status.st_mode):
+                raise CorpusError(f"{source}: not a regular file")
+            if not self._inside(_opened_path(handle.fileno(), self.path(source)), real_root):
+                raise CorpusError(f"{source}: a link to a file outside the corpus folder; not followed")
+            data = handle.read(self.max_bytes + 1)
+        if len(data) > self.max_bytes:
+            raise CorpusError(f"{source}: larger than the {_megabytes(self.max_bytes)} limit per file")
+        return data, status
+
+    def fingerprint(self, source: str) -> str:
+        """SHA-256 of the file's current bytes."""
+        return content_hash(self._read(source)[0])
+
+    def load(self, source: str) -> Loaded:
+        """Read and parse one file; the document is ``None`` when the file holds no text."""
+        data, status = self._read(source)
         text, warnings = decode(data, source)
-        return parse_text(source, text, warnings)
+        return Loaded(parse_text(source, text, warnings), content_hash(data), _signature(status))
+
+
+def _opener(path: str, flags: int) -> int:
+    """Open without blocking on a FIFO that took a document's name."""
+    return os.open(path, flags | os.O_NONBLOCK | os.O_CLOEXEC)
+
+
+def _opened_path(descriptor: int, fallback: Path) -> str:
+    """Where an open file really is (``/proc`` knows, whatever links led there)."""
+    try:
+        return os.readlink(f"/proc/self/fd/{descriptor}")
+    except OSError:
+        return os.path.realpath(fallback)
+
+
+def _megabytes(size: int) -> str:
+    return f"{size / (1024 * 1024):g} MB"

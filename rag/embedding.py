@@ -55,6 +55,18 @@ def resolve_model_path(model: str) -> Path:
     return path
 
 
+def model_file_names(root: Path) -> list[str]:
+    """The files that make up a local model folder (weights, tokenizer, configs), sorted.
+
+    Their records in the manifest make an index stale when the model changes in place.
+    """
+    return sorted(
+        path.relative_to(root).as_posix()
+        for path in root.rglob("*")
+        if path.is_file() and not any(part.startswith(".") for part in path.relative_to(root).parts)
+    )
+
+
 def offline() -> None:
     """Switch the Hugging Face libraries to offline mode for this process."""
     os.environ["HF_HUB_OFFLINE"] = "1"

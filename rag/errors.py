@@ -19,5 +19,9 @@ class IndexCorruptError(RagError):
     """An index file is missing, truncated or does not match its checksum."""
 
 
+class IndexWriteError(RagError):
+    """The index must be built or updated, but its folder cannot be written."""
+
+
 class ModelError(RagError):
     """The embedding model cannot be found or loaded from its local path."""

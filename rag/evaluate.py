@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .config import BENCHMARK_INDEX_ROOT, benchmark_settings
-from .documents import Document, content_hash
+from .documents import Document, Loaded, Scan, content_hash
 from .errors import CorpusError
 
 if TYPE_CHECKING:
@@ -64,7 +64,7 @@ class BeirCorpus:
     and the title leads every passage through ``index.search_text`` (kind ``"record"``).
 
     >>> corpus = BeirCorpus("/data/scifact")  # doctest: +SKIP
-    >>> corpus.load("4983").title  # doctest: +SKIP
+    >>> corpus.load("4983").document.title  # doctest: +SKIP
     'Microstructural development of human newborn cerebral white matter ...'
     """
 
@@ -87,24 +87,36 @@ class BeirCorpus:
             self._lines = lines
         return self._lines
 
-    def fingerprints(self) -> dict[str, str]:
-        """SHA-256 of every document's JSON line, by ``_id``."""
-        return {source: content_hash(line.encode("utf-8")) for source, line in self._records().items()}
+    def scan(self) -> Scan:
+        """Every document ``_id``, signed by the SHA-256 of its JSON line."""
+        return Scan({source: content_hash(line.encode("utf-8")) for source, line in self._records().items()})
 
-    def load(self, source: str) -> Document | None:
+    def signature(self, source: str) -> str | None:
+        """The SHA-256 of a document's JSON line (``None`` for an unknown ``_id``)."""
+        line = self._records().get(source)
+        return None if line is None else content_hash(line.encode("utf-8"))
+
+    def fingerprint(self, source: str) -> str:
+        """The SHA-256 of a document's JSON line."""
+        return content_hash(self._records()[source].encode("utf-8"))
+
+    def load(self, source: str) -> Loaded:
         """The document of one ``_id``; ``None`` when it has neither title nor text."""
-        record = json.loads(self._records()[source])
+        line = self._records()[source]
+        fingerprint = content_hash(line.encode("utf-8"))
+        record = json.loads(line)
         title = str(record.get("title") or "").strip()
         body = str(record.get("text") or "").strip()
         if not body:
             if not title:
-                return None
+                return Loaded(None, fingerprint, fingerprint)
             title, body = "", title
         head = f"{title}\n\n" if title else ""
         text = head + body
-        return Document(
+        document = Document(
             source=source, text=text, title=title, body=((len(head), len(text)),), kind="record" if title else "text"
         )
+        return Loaded(document, fingerprint, fingerprint)
 
 
 def read_queries(path: Path) -> dict[str, str]:

@@ -4,60 +4,173 @@ Layout of an index folder::
 
     index/
       CURRENT              name of the live generation (replaced atomically)
-      gen-000003/          one complete generation
-        manifest.json      format, model, settings, per-source fingerprints, file checksums
+      gen-000003/          one complete generation, never modified once published
+        manifest.json      format, model and its files, settings, per-source fingerprints, file checksums
+        READERS            every process serving this generation holds a shared lock on it
         vectors.faiss      chunk vectors (FAISS, inner product, id map)
         passages.sqlite    documents, chunks, sentence vectors
         lexical/           bm25s index over the same chunk ids
         lexical-documents/ bm25s index over whole documents, each under its first chunk's id
-      .lock                held while a process checks or writes the index
+      .lock                held by the one process that builds, updates or cleans
 
 A new generation is written into a temporary folder and renamed into place; ``CURRENT`` is
-switched last. A crash at any point leaves the previous generation live. Opening compares
-the manifest with the corpus and the settings, then rebuilds only what changed; an index
-whose files fail their checksums is rebuilt from scratch. Stale vectors are never served.
+switched last. A crash at any point leaves the previous generation live. Readers take no
+index-wide lock: they read ``CURRENT`` and hold a shared lock on that generation's
+``READERS`` file while they serve it; a generation is deleted only when it is no longer
+current and nobody holds that lock. Opening compares the manifest with the corpus (cheap
+signatures first, content hashes only for files whose signature moved), the settings and
+the model's files, then updates only what changed; an index whose files fail their
+checksums is rebuilt from scratch. Stale vectors are never served.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
-import hashlib
 import json
 import os
+import re
 import shutil
 import sqlite3
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from .checksums import FileRecord, changed_files, records
 from .chunking import chunk_document
 from .config import IndexSettings
-from .documents import Corpus, Document
-from .embedding import Embedder
-from .errors import CorpusError, IndexCorruptError
+from .documents import Corpus, Document, Scan
+from .embedding import Embedder, model_file_names, resolve_model_path
+from .errors import CorpusError, IndexCorruptError, IndexWriteError, RagError
 from .stores.faiss_store import FaissStore
 from .stores.lexical import LexicalStore
 from .stores.passages import Filters, PassageStore
 
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
 CURRENT_FILE = "CURRENT"
 MANIFEST_FILE = "manifest.json"
+READERS_FILE = "READERS"
 VECTORS_FILE = "vectors.faiss"
 PASSAGES_FILE = "passages.sqlite"
 LEXICAL_DIR = "lexical"
 DOCUMENT_LEXICAL_DIR = "lexical-documents"
 LOCK_FILE = ".lock"
 DOCUMENTS_PER_BATCH = 64
+_GENERATION_RE = re.compile(r"gen-\d{6,}")
+_OPEN_ATTEMPTS = 5
+
+#: Called with a message when the writer lock is held by another process and the caller waits.
+WaitNotice = Callable[[str], None]
 
 
 class _FormatChanged(IndexCorruptError):
     """The index was written in another format version; it is rebuilt, not repaired."""
+
+
+class _Vanished(Exception):
+    """The generation named by ``CURRENT`` was replaced and removed while it was being opened."""
+
+
+# ---------------------------------------------------------------------------
+# The manifest: one declaration of its schema
+# ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SourceEntry:
+    """What the index holds of one source."""
+
+    fingerprint: str  # SHA-256 of exactly the bytes that were indexed ("" when unreadable)
+    signature: str  # the corpus's cheap signature, taken before those bytes were read
+    status: str  # "indexed" or "skipped"
+    passages: int = 0
+    kind: str | None = None
+    note: str | None = None
+    warnings: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """The manifest of a generation; :meth:`from_dict` refuses anything malformed."""
+
+    format: int
+    model: str
+    model_files: dict[str, FileRecord]
+    dimension: int
+    settings: dict[str, Any]
+    corpus: str
+    created: str
+    sources: dict[str, SourceEntry]
+    files: dict[str, FileRecord]
+
+    def to_dict(self) -> dict[str, Any]:
+        """The manifest as JSON-ready values."""
+        values = asdict(self)
+        values["model_files"] = {name: record.to_dict() for name, record in self.model_files.items()}
+        values["files"] = {name: record.to_dict() for name, record in self.files.items()}
+        values["sources"] = {
+            source: {key: value for key, value in asdict(entry).items() if value not in (None, ())}
+            for source, entry in self.sources.items()
+        }
+        return values
+
+    @classmethod
+    def from_dict(cls, values: Any) -> Manifest:
+        """Parse a manifest; raises ``IndexCorruptError`` (``_FormatChanged`` for another format)."""
+        if not isinstance(values, dict):
+            raise IndexCorruptError("the manifest is not a JSON object")
+        if values.get("format") != FORMAT_VERSION:
+            raise _FormatChanged(f"the index format changed ({values.get('format')!r} -> {FORMAT_VERSION})")
+        try:
+            manifest = cls(
+                format=FORMAT_VERSION,
+                model=_typed(values["model"], str),
+                model_files={_typed(n, str): FileRecord.from_dict(r) for n, r in _typed(values["model_files"], dict).items()},
+                dimension=_typed(values["dimension"], int),
+                settings=_typed(values["settings"], dict),
+                corpus=_typed(values["corpus"], str),
+                created=_typed(values["created"], str),
+                sources={_typed(s, str): _source_entry(e) for s, e in _typed(values["sources"], dict).items()},
+                files={_typed(n, str): FileRecord.from_dict(r) for n, r in _typed(values["files"], dict).items()},
+            )
+        except (KeyError, TypeError, ValueError) as error:
+            raise IndexCorruptError(f"the manifest is malformed ({error.__class__.__name__}: {error})") from None
+        if set(values) != {f for f in cls.__dataclass_fields__}:
+            raise IndexCorruptError("the manifest has unexpected or missing fields")
+        return manifest
+
+    def counts(self) -> tuple[int, int]:
+        """(indexed documents, passages)."""
+        entries = [entry for entry in self.sources.values() if entry.status == "indexed"]
+        return len(entries), sum(entry.passages for entry in entries)
+
+
+def _typed(value: Any, kind: type) -> Any:
+    if not isinstance(value, kind) or isinstance(value, bool):
+        raise TypeError(f"expected {kind.__name__}, got {type(value).__name__}")
+    return value
+
+
+def _source_entry(values: Any) -> SourceEntry:
+    values = dict(_typed(values, dict))
+    values["warnings"] = tuple(_typed(w, str) for w in _typed(values.get("warnings", []), list))
+    entry = SourceEntry(**values)
+    if entry.status not in ("indexed", "skipped") or not _typed(entry.passages, int) >= 0:
+        raise ValueError("a source entry has a bad status or passage count")
+    _typed(entry.fingerprint, str), _typed(entry.signature, str)
+    return entry
+
+
+# ---------------------------------------------------------------------------
+# Reports and open generations
+# ---------------------------------------------------------------------------
 
 
 @dataclass
@@ -93,22 +206,78 @@ class IndexReport:
         return lines
 
 
-@dataclass
 class OpenIndex:
-    """A live, verified index generation with its stores loaded."""
+    """A live, verified index generation with its stores loaded.
 
-    directory: Path
-    manifest: dict[str, Any]
-    vectors: FaissStore
-    lexical: LexicalStore
-    document_lexical: LexicalStore
-    passages: PassageStore
-    report: IndexReport
-    _sources: dict[int, str] | None = field(default=None, init=False, repr=False)
+    While open it holds a shared lock on the generation's ``READERS`` file, so no process
+    deletes the generation under it. Threads that search take a lease (:meth:`acquire`,
+    :meth:`release`); :meth:`close` retires the index, and it is closed for real when the
+    last lease is released.
+    """
+
+    def __init__(
+        self,
+        directory: Path,
+        manifest: Manifest,
+        stores: tuple[FaissStore, LexicalStore, LexicalStore, PassageStore],
+        readers: int,
+        report: IndexReport,
+    ) -> None:
+        self.directory = directory
+        self.manifest = manifest
+        self.vectors, self.lexical, self.document_lexical, self.passages = stores
+        self.report = report
+        #: Signatures under which each source's indexed content is known to be on disk now.
+        self.signatures = {source: entry.signature for source, entry in manifest.sources.items()}
+        self._readers = readers
+        self._lock = threading.Lock()
+        self._leases = 0
+        self._retired = False
+        self._closed = False
+        self._sources: dict[int, str] | None = None
+
+    def acquire(self) -> OpenIndex:
+        """Take a lease: the stores stay open until :meth:`release`."""
+        with self._lock:
+            if self._closed:
+                raise RuntimeError(f"index generation {self.directory.name} is closed")
+            self._leases += 1
+        return self
+
+    def release(self) -> None:
+        """Return a lease; closes a retired index when it was the last one."""
+        with self._lock:
+            self._leases -= 1
+            last = self._retired and self._leases == 0 and not self._closed
+            self._closed = self._closed or last
+        if last:
+            self._close()
 
     def close(self) -> None:
-        """Release the SQLite connection."""
+        """Retire the index: it closes now, or when its last lease is released."""
+        with self._lock:
+            self._retired = True
+            now = self._leases == 0 and not self._closed
+            self._closed = self._closed or now
+        if now:
+            self._close()
+
+    def is_current(self) -> bool:
+        """True while ``CURRENT`` names this generation."""
+        try:
+            return _current_generation(self.directory.parent) == self.directory
+        except IndexCorruptError:
+            return False
+
+    @property
+    def closed(self) -> bool:
+        """True once the stores are closed."""
+        return self._closed
+
+    def _close(self) -> None:
         self.passages.close()
+        os.close(self._readers)
+        _remove_if_unused(self.directory)
 
     def source_of(self, passage_id: int) -> str | None:
         """The source of a passage id (``None`` when unknown); the map is read once, on first use."""
@@ -123,29 +292,18 @@ def search_text(kind: str, title: str, text: str) -> str:
 
 
 # ---------------------------------------------------------------------------
-# Files, checksums, locking
+# Files, locking, loading
 # ---------------------------------------------------------------------------
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def _index_files(directory: Path) -> dict[str, dict[str, Any]]:
+def _index_file_names(directory: Path) -> list[str]:
     files = [
         directory / VECTORS_FILE,
         directory / PASSAGES_FILE,
         *sorted((directory / LEXICAL_DIR).iterdir()),
         *sorted((directory / DOCUMENT_LEXICAL_DIR).iterdir()),
     ]
-    return {
-        path.relative_to(directory).as_posix(): {"size": path.stat().st_size, "sha256": _sha256(path)}
-        for path in files
-    }
+    return [path.relative_to(directory).as_posix() for path in files]
 
 
 def _fsync_tree(directory: Path) -> None:
@@ -160,18 +318,34 @@ def _fsync_tree(directory: Path) -> None:
 
 def _write_atomic(path: Path, content: str) -> None:
     temporary = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-    with temporary.open("w", encoding="utf-8") as handle:
-        handle.write(content)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(temporary, path)
+    try:
+        with temporary.open("w", encoding="utf-8") as handle:
+            handle.write(content)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temporary, path)
+    finally:
+        temporary.unlink(missing_ok=True)
 
 
 @contextlib.contextmanager
-def _locked(index_dir: Path) -> Iterator[None]:
-    index_dir.mkdir(parents=True, exist_ok=True)
-    with (index_dir / LOCK_FILE).open("a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
+def _writer_lock(index_dir: Path, on_wait: WaitNotice | None) -> Iterator[None]:
+    """Hold the index folder's writer lock; tells ``on_wait`` when another process has it."""
+    try:
+        index_dir.mkdir(parents=True, exist_ok=True)
+        handle = (index_dir / LOCK_FILE).open("a")
+    except OSError as error:
+        raise IndexWriteError(
+            f"the index in {index_dir} must be built or updated, but the folder cannot be written "
+            f"({error.strerror or error})"
+        ) from None
+    with handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            if on_wait is not None:
+                on_wait(f"waiting for the index lock on {index_dir} (another process is building the index)…")
+            fcntl.flock(handle, fcntl.LOCK_EX)
         try:
             yield
         finally:
@@ -179,45 +353,173 @@ def _locked(index_dir: Path) -> Iterator[None]:
 
 
 def _current_generation(index_dir: Path) -> Path | None:
+    path = index_dir / CURRENT_FILE
     try:
-        name = (index_dir / CURRENT_FILE).read_text(encoding="utf-8").strip()
+        name = path.read_bytes().decode("utf-8").strip()
     except FileNotFoundError:
         return None
+    except IsADirectoryError:
+        raise IndexCorruptError(f"{path} is a folder, not a file") from None
+    except UnicodeDecodeError:
+        raise IndexCorruptError(f"{path} is not text") from None
     except OSError as error:
-        raise IndexCorruptError(f"cannot read {index_dir / CURRENT_FILE}: {error}") from error
-    if not name.startswith("gen-") or "/" in name:
-        raise IndexCorruptError(f"{index_dir / CURRENT_FILE} does not name a generation")
+        raise IndexCorruptError(f"cannot read {path}: {error.strerror or error}") from None
+    if not _GENERATION_RE.fullmatch(name):
+        raise IndexCorruptError(f"{path} does not name a generation")
     return index_dir / name
+
+
+def _hold_readers(directory: Path) -> int:
+    """A descriptor holding a shared lock on the generation's ``READERS`` file."""
+    try:
+        fd = os.open(directory / READERS_FILE, os.O_RDONLY | os.O_CLOEXEC)
+    except FileNotFoundError:
+        if directory.is_dir():
+            raise IndexCorruptError(f"{READERS_FILE} is missing") from None
+        raise _Vanished from None
+    except OSError as error:
+        raise IndexCorruptError(f"cannot open {READERS_FILE}: {error.strerror or error}") from None
+    fcntl.flock(fd, fcntl.LOCK_SH)
+    if not directory.is_dir():  # removed by a cleaner between our open and our lock
+        os.close(fd)
+        raise _Vanished
+    return fd
+
+
+def _read_manifest(directory: Path) -> Manifest:
+    try:
+        values = json.loads((directory / MANIFEST_FILE).read_bytes().decode("utf-8"))
+    except (OSError, ValueError, RecursionError) as error:
+        raise IndexCorruptError(f"manifest unreadable ({error.__class__.__name__})") from None
+    return Manifest.from_dict(values)
 
 
 def _load(directory: Path, report: IndexReport) -> OpenIndex:
     """Verify a generation against its manifest's checksums and load its stores."""
+    readers = _hold_readers(directory)
     try:
-        manifest = json.loads((directory / MANIFEST_FILE).read_text(encoding="utf-8"))
-    except (OSError, ValueError) as error:
-        raise IndexCorruptError(f"manifest unreadable ({error.__class__.__name__})") from error
-    if manifest.get("format") != FORMAT_VERSION:
-        raise _FormatChanged(f"the index format changed ({manifest.get('format')!r} -> {FORMAT_VERSION})")
-    for name, expected in manifest.get("files", {}).items():
-        path = directory / name
-        if not path.is_file():
-            raise IndexCorruptError(f"{name} is missing")
-        if path.stat().st_size != expected["size"] or _sha256(path) != expected["sha256"]:
-            raise IndexCorruptError(f"{name} is truncated or corrupted (checksum mismatch)")
+        manifest = _read_manifest(directory)
+        damaged = changed_files(directory, manifest.files, deep=True)
+        if damaged:
+            raise IndexCorruptError(f"{', '.join(damaged)} missing, truncated or corrupted (checksum mismatch)")
+        if not manifest.files:
+            raise IndexCorruptError("the manifest lists no index file")
+        try:
+            vectors = FaissStore.load(directory / VECTORS_FILE)
+            lexical = LexicalStore.load(directory / LEXICAL_DIR)
+            document_lexical = LexicalStore.load(directory / DOCUMENT_LEXICAL_DIR)
+            passages = PassageStore(directory / PASSAGES_FILE, read_only=True)
+        except (RuntimeError, OSError, ValueError, sqlite3.DatabaseError) as error:
+            raise IndexCorruptError(f"index files unreadable ({error})") from None
+        try:
+            passages.check()
+            if len(vectors) != passages.count() or len(lexical) != len(vectors):
+                raise IndexCorruptError("stores disagree on the number of passages")
+            if len(document_lexical) != sum(1 for entry in manifest.sources.values() if entry.passages):
+                raise IndexCorruptError("the document-level lexical store disagrees with the manifest")
+        except sqlite3.DatabaseError as error:
+            passages.close()
+            raise IndexCorruptError(f"index files unreadable ({error})") from None
+        except IndexCorruptError:
+            passages.close()
+            raise
+    except BaseException:
+        os.close(readers)
+        raise
+    report.documents, report.passages = manifest.counts()
+    return OpenIndex(directory, manifest, (vectors, lexical, document_lexical, passages), readers, report)
+
+
+def _load_current(index_dir: Path) -> OpenIndex | None:
+    """The generation ``CURRENT`` names, loaded (``None`` when there is none yet)."""
+    for _ in range(_OPEN_ATTEMPTS):
+        directory = _current_generation(index_dir)
+        if directory is None:
+            return None
+        try:
+            return _load(directory, IndexReport())
+        except _Vanished:
+            if _current_generation(index_dir) == directory:
+                raise IndexCorruptError(f"{CURRENT_FILE} names a missing generation") from None
+    raise IndexCorruptError("the index kept changing while it was opened")
+
+
+def load_current(index_dir: Path, settings: IndexSettings) -> OpenIndex | None:
+    """The current generation, opened without any writer lock, when it is sound and made with
+    ``settings`` and the model as it is now; ``None`` otherwise (a full open then decides)."""
     try:
-        vectors = FaissStore.load(directory / VECTORS_FILE)
-        lexical = LexicalStore.load(directory / LEXICAL_DIR)
-        document_lexical = LexicalStore.load(directory / DOCUMENT_LEXICAL_DIR)
-        passages = PassageStore(directory / PASSAGES_FILE, read_only=True)
-        passages.check()
-    except (RuntimeError, OSError, ValueError, sqlite3.DatabaseError) as error:
-        raise IndexCorruptError(f"index files unreadable ({error})") from error
-    if len(vectors) != passages.count() or len(lexical) != len(vectors):
-        raise IndexCorruptError("stores disagree on the number of passages")
-    report.documents, report.passages = _counts(manifest)
-    if len(document_lexical) != sum(1 for entry in manifest["sources"].values() if entry["passages"]):
-        raise IndexCorruptError("the document-level lexical store disagrees with the manifest")
-    return OpenIndex(directory, manifest, vectors, lexical, document_lexical, passages, report)
+        index = _load_current(Path(index_dir))
+    except IndexCorruptError:
+        return None
+    if index is None:
+        return None
+    try:
+        stale = _stale_reason(index.manifest, settings)
+    except RagError:
+        stale = "the model cannot be checked"
+    if stale:
+        index.close()
+        return None
+    return index
+
+
+def current_marker(index_dir: Path) -> tuple[int, int, int] | None:
+    """A cheap token that changes whenever ``CURRENT`` is switched (``None`` when it is missing)."""
+    try:
+        status = os.stat(Path(index_dir) / CURRENT_FILE)
+    except OSError:
+        return None
+    return status.st_ino, status.st_mtime_ns, status.st_size
+
+
+def _generation_number(directory: Path) -> int:
+    return int(directory.name[4:]) if _GENERATION_RE.fullmatch(directory.name) else -1
+
+
+def _remove_if_unused(directory: Path, *, writer: bool = False) -> bool:
+    """Delete a generation that is not current and that no process serves; True when deleted.
+
+    Without the writer lock (``writer=False``) only generations older than the current one
+    are touched: a newer one may be a writer's, renamed into place a moment before ``CURRENT``.
+    """
+    try:
+        current = _current_generation(directory.parent)
+    except IndexCorruptError:
+        current = None
+        if not writer:
+            return False
+    if current == directory or (not writer and (current is None or _generation_number(directory) > _generation_number(current))):
+        return False
+    try:
+        fd = os.open(directory / READERS_FILE, os.O_RDONLY | os.O_CLOEXEC)
+    except FileNotFoundError:
+        fd = None  # a generation from an older format, or half deleted: nobody can serve it
+    except OSError:
+        return False
+    try:
+        if fd is not None:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError as error:
+                if error.errno in (errno.EWOULDBLOCK, errno.EAGAIN):
+                    return False
+                raise
+        shutil.rmtree(directory, ignore_errors=True)
+        return not directory.exists()
+    finally:
+        if fd is not None:
+            os.close(fd)
+
+
+def _clean(index_dir: Path) -> None:
+    """Under the writer lock: remove unused generations and what crashed writers left behind."""
+    for path in index_dir.glob("gen-*"):
+        if path.is_dir():
+            _remove_if_unused(path, writer=True)
+    for path in index_dir.glob(".tmp-*"):
+        shutil.rmtree(path, ignore_errors=True)
+    for path in index_dir.glob(f".{CURRENT_FILE}.*.tmp"):
+        path.unlink(missing_ok=True)
 
 
 # ---------------------------------------------------------------------------
@@ -225,11 +527,20 @@ def _load(directory: Path, report: IndexReport) -> OpenIndex:
 # ---------------------------------------------------------------------------
 
 
-def _stale_reason(manifest: dict[str, Any], settings: IndexSettings) -> str | None:
-    if manifest.get("model") != settings.model:
-        return f"the model changed ({manifest.get('model')} -> {settings.model})"
-    if manifest.get("settings") != settings.to_dict():
+def _model_records(model: str) -> dict[str, FileRecord]:
+    root = resolve_model_path(model)
+    return records(root, model_file_names(root), with_mtime=True)
+
+
+def _stale_reason(manifest: Manifest, settings: IndexSettings) -> str | None:
+    if manifest.model != settings.model:
+        return f"the model changed ({manifest.model} -> {settings.model})"
+    if manifest.settings != settings.to_dict():
         return "the index settings changed"
+    root = resolve_model_path(settings.model)
+    moved = changed_files(root, manifest.model_files)
+    if moved or set(model_file_names(root)) != set(manifest.model_files):
+        return f"the model's files changed ({', '.join(moved) or 'files added or removed'})"
     return None
 
 
@@ -249,6 +560,63 @@ def _progress_bar(documents: int, shown: bool) -> Iterator[Callable[[int], None]
         yield lambda done: progress.advance(task, done)
 
 
+@dataclass
+class _Plan:
+    """What opening found: the live generation (if usable) and what must change."""
+
+    previous: OpenIndex | None
+    report: IndexReport
+    verified: dict[str, str]  # sources whose signature moved but whose content did not
+
+    @property
+    def up_to_date(self) -> bool:
+        return self.report.action == "opened"
+
+
+def _plan(corpus: Corpus, scan: Scan, index_dir: Path, settings: IndexSettings, rebuild: bool) -> _Plan:
+    report = IndexReport(skipped=list(scan.skipped), warnings=list(scan.warnings))
+    try:
+        previous = _load_current(index_dir)
+    except IndexCorruptError as error:
+        report.action = "rebuilt"
+        report.reason = str(error) if isinstance(error, _FormatChanged) else f"the existing index was corrupted: {error}"
+        return _Plan(None, report, {})
+    if previous is None:
+        report.action = "built"
+        return _Plan(None, report, {})
+    try:
+        stale = _stale_reason(previous.manifest, settings) or ("a rebuild was requested" if rebuild else None)
+    except BaseException:
+        previous.close()
+        raise
+    if stale:
+        previous.close()
+        report.action, report.reason = "rebuilt", stale
+        return _Plan(None, report, {})
+    known = previous.manifest.sources
+    verified: dict[str, str] = {}
+    for source, signature in scan.signatures.items():
+        if source not in known:
+            report.added.append(source)
+        elif known[source].signature != signature:
+            try:
+                same = corpus.fingerprint(source) == known[source].fingerprint
+            except CorpusError:
+                same = False
+            if same:
+                verified[source] = signature
+            else:
+                report.changed.append(source)
+    report.removed = sorted(set(known) - set(scan.signatures))
+    if report.added or report.changed or report.removed:
+        report.action, report.reason = "updated", "the corpus changed"
+    else:
+        previous.signatures.update(verified)
+        previous.report = report
+        report.documents, report.passages = previous.manifest.counts()
+    return _Plan(previous, report, verified)
+
+
 class _Builder:
     """Writes one new generation: copies the previous one, applies source changes."""
 
@@ -258,15 +626,13 @@ class _Builder:
         self.embed = embed
         self.progress = progress
 
-    def write(
-        self,
-        folder: Path,
-        previous: OpenIndex | None,
-        fingerprints: dict[str, str],
-        report: IndexReport,
-    ) -> dict[str, Any]:
+    def write(self, folder: Path, plan: _Plan, scan: Scan) -> Manifest:
         embedder = self.embed()
-        sources: dict[str, Any] = dict(previous.manifest["sources"]) if previous else {}
+        previous, report = plan.previous, plan.report
+        sources: dict[str, SourceEntry] = dict(previous.manifest.sources) if previous else {}
+        for source, signature in plan.verified.items():
+            sources[source] = SourceEntry(**{**asdict(sources[source]), "signature": signature})
+        (folder / READERS_FILE).touch()
         if previous:
             shutil.copy2(previous.directory / PASSAGES_FILE, folder / PASSAGES_FILE)
             vectors = FaissStore.load(previous.directory / VECTORS_FILE)
@@ -274,15 +640,15 @@ class _Builder:
             vectors = FaissStore.create(embedder.dimension)
         passages = PassageStore(folder / PASSAGES_FILE)
         try:
-            outdated = [s for s in sources if s not in fingerprints or sources[s]["fingerprint"] != fingerprints[s]]
+            outdated = [s for s in sources if s not in scan.signatures or s in report.changed]
             vectors.remove(passages.remove_sources(outdated))
             for source in outdated:
                 del sources[source]
-            todo = [s for s in fingerprints if s not in sources]
+            todo = [s for s in scan.signatures if s not in sources]
             with _progress_bar(len(todo), self.progress) as advance:
                 for first in range(0, len(todo), DOCUMENTS_PER_BATCH):
                     batch = todo[first : first + DOCUMENTS_PER_BATCH]
-                    self._add_batch(batch, fingerprints, embedder, vectors, passages, sources, report)
+                    self._add_batch(batch, scan, embedder, vectors, passages, sources, report)
                     advance(len(batch))
             rows = passages.search_texts()
             lexical = LexicalStore.build(
@@ -294,63 +660,63 @@ class _Builder:
         vectors.save(folder / VECTORS_FILE)
         lexical.save(folder / LEXICAL_DIR)
         document_lexical.save(folder / DOCUMENT_LEXICAL_DIR)
-        return {
-            "format": FORMAT_VERSION,
-            "model": self.settings.model,
-            "dimension": embedder.dimension,
-            "settings": self.settings.to_dict(),
-            "corpus": repr(self.corpus),
-            "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-            "sources": dict(sorted(sources.items())),
-            "files": _index_files(folder),
-        }
+        return Manifest(
+            format=FORMAT_VERSION,
+            model=self.settings.model,
+            model_files=_model_records(self.settings.model),
+            dimension=embedder.dimension,
+            settings=self.settings.to_dict(),
+            corpus=repr(self.corpus),
+            created=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            sources=dict(sorted(sources.items())),
+            files=records(folder, _index_file_names(folder)),
+        )
 
     def _add_batch(
         self,
         batch: list[str],
-        fingerprints: dict[str, str],
+        scan: Scan,
         embedder: Embedder,
         vectors: FaissStore,
         passages: PassageStore,
-        sources: dict[str, Any],
+        sources: dict[str, SourceEntry],
         report: IndexReport,
     ) -> None:
-        loaded: list[tuple[Document, list[Any]]] = []
+        loaded: list[tuple[Document, list[Any], str]] = []
         for source in batch:
-            entry: dict[str, Any] = {"fingerprint": fingerprints[source], "status": "skipped", "passages": 0}
-            sources[source] = entry
             try:
-                doc = self.corpus.load(source)
+                read = self.corpus.load(source)
             except CorpusError as error:
-                entry["note"] = str(error)
+                sources[source] = SourceEntry("", scan.signatures[source], "skipped", note=str(error))
                 report.skipped.append((source, str(error)))
                 continue
+            doc = read.document
             if doc is None:
-                entry["note"] = "no text to index"
+                sources[source] = SourceEntry(read.fingerprint, read.signature, "skipped", note="no text to index")
                 report.skipped.append((source, "no text to index"))
                 continue
             report.warnings.extend(doc.warnings)
             chunks = chunk_document(
                 doc, embedder.count_tokens, self.settings.chunk_tokens, self.settings.overlap_tokens
             )
-            entry.update(status="indexed", passages=len(chunks), kind=doc.kind)
-            if doc.warnings:
-                entry["warnings"] = list(doc.warnings)
-            loaded.append((doc, chunks))
-        texts = [search_text(doc.kind, doc.title, chunk.text) for doc, chunks in loaded for chunk in chunks]
+            sources[source] = SourceEntry(
+                read.fingerprint, read.signature, "indexed", len(chunks), doc.kind, warnings=tuple(doc.warnings)
+            )
+            loaded.append((doc, chunks, read.fingerprint))
+        texts = [search_text(doc.kind, doc.title, chunk.text) for doc, chunks, _ in loaded for chunk in chunks]
         chunk_vectors = embedder.encode(texts)
-        sentence_spans = [sorted({s for chunk in chunks for s in chunk.sentences}) for _, chunks in loaded]
+        sentence_spans = [sorted({s for chunk in chunks for s in chunk.sentences}) for _, chunks, _ in loaded]
         sentence_vectors = None
         if self.settings.embed_sentences:
             sentence_vectors = embedder.encode(
-                [doc.text[s:e] for (doc, _), spans in zip(loaded, sentence_spans) for s, e in spans]
+                [doc.text[s:e] for (doc, _, _), spans in zip(loaded, sentence_spans) for s, e in spans]
             )
         chunk_row = sentence_row = 0
-        for (doc, chunks), spans in zip(loaded, sentence_spans):
+        for (doc, chunks, fingerprint), spans in zip(loaded, sentence_spans):
             doc_sentence_vectors = (
                 sentence_vectors[sentence_row : sentence_row + len(spans)] if sentence_vectors is not None else None
             )
-            ids = passages.add_document(doc, fingerprints[doc.source], chunks, spans, doc_sentence_vectors)
+            ids = passages.add_document(doc, fingerprint, chunks, spans, doc_sentence_vectors)
             vectors.add(ids, chunk_vectors[chunk_row : chunk_row + len(chunks)])
             chunk_row += len(chunks)
             sentence_row += len(spans)
@@ -373,22 +739,18 @@ def _document_lexical(passages: PassageStore) -> LexicalStore:
     return LexicalStore.build(np.asarray(ids, dtype=np.int64), texts)
 
 
-def _publish(index_dir: Path, folder: Path, manifest: dict[str, Any]) -> Path:
+def _publish(index_dir: Path, folder: Path, manifest: Manifest) -> Path:
     """Seal a written generation and make it the live one."""
-    _write_atomic(folder / MANIFEST_FILE, json.dumps(manifest, indent=1, ensure_ascii=False))
+    _write_atomic(folder / MANIFEST_FILE, json.dumps(manifest.to_dict(), indent=1, ensure_ascii=False))
     _fsync_tree(folder)
     numbers = [int(p.name[4:]) for p in index_dir.glob("gen-*") if p.name[4:].isdigit()]
     generation = index_dir / f"gen-{max(numbers, default=0) + 1:06d}"
     os.rename(folder, generation)
-    _write_atomic(index_dir / CURRENT_FILE, generation.name + "\n")
+    current = index_dir / CURRENT_FILE
+    if current.is_dir() and not current.is_symlink():
+        shutil.rmtree(current)
+    _write_atomic(current, generation.name + "\n")
     return generation
-
-
-def _clean(index_dir: Path, keep: set[Path]) -> None:
-    """Remove generations other than ``keep`` and temporary folders of crashed builds."""
-    for path in [*index_dir.glob("gen-*"), *index_dir.glob(".tmp-*")]:
-        if path not in keep:
-            shutil.rmtree(path, ignore_errors=True)
 
 
 def open_index(
@@ -399,63 +761,46 @@ def open_index(
     *,
     progress: bool = False,
     rebuild: bool = False,
+    on_wait: WaitNotice | None = None,
 ) -> OpenIndex:
     """Open the index of ``corpus`` in ``index_dir``, building or updating it first when needed.
 
-    ``embed`` is called only when passages must be embedded. Raises ``CorpusError``
-    when the corpus cannot be listed.
+    An up-to-date index is opened without any index-wide lock, so a read-only index folder
+    can be searched. ``embed`` is called only when passages must be embedded. ``on_wait``
+    hears when another process holds the writer lock. Raises ``CorpusError`` when the
+    corpus cannot be listed, ``IndexWriteError`` when the index must change but cannot.
     """
     index_dir = Path(index_dir)
-    fingerprints = corpus.fingerprints()
-    with _locked(index_dir):
-        report = IndexReport()
-        previous: OpenIndex | None = None
-        try:
-            directory = _current_generation(index_dir)
-            if directory is not None:
-                previous = _load(directory, IndexReport())
-        except IndexCorruptError as error:
-            changed = isinstance(error, _FormatChanged)
-            report.reason = str(error) if changed else f"the existing index was corrupted: {error}"
-            report.action = "rebuilt"
-        if previous is not None and (stale := _stale_reason(previous.manifest, settings) or ("a rebuild was requested" if rebuild else None)):
-            report.reason, report.action = stale, "rebuilt"
-            previous.close()
-            previous = None
-        if previous is not None:
-            known = previous.manifest["sources"]
-            report.added = sorted(set(fingerprints) - set(known))
-            report.removed = sorted(set(known) - set(fingerprints))
-            report.changed = sorted(s for s in fingerprints if s in known and known[s]["fingerprint"] != fingerprints[s])
-            if not (report.added or report.removed or report.changed):
-                previous.report = report
-                report.documents, report.passages = _counts(previous.manifest)
-                return previous
-            report.action, report.reason = "updated", "the corpus changed"
-        elif report.action == "opened":
-            report.action, report.reason = "built", ""
+    scan = corpus.scan()
+    plan = _plan(corpus, scan, index_dir, settings, rebuild)
+    if plan.up_to_date:
+        assert plan.previous is not None
+        return plan.previous
+    if plan.previous is not None:
+        plan.previous.close()
+    with _writer_lock(index_dir, on_wait):
+        plan = _plan(corpus, scan, index_dir, settings, rebuild)  # another writer may have done the work
+        if plan.up_to_date:
+            assert plan.previous is not None
+            return plan.previous
         started = time.perf_counter()
         folder = index_dir / f".tmp-{uuid.uuid4().hex}"
-        folder.mkdir()
         try:
-            manifest = _Builder(corpus, settings, embed, progress).write(folder, previous, fingerprints, report)
-            if not _counts(manifest)[0]:
+            folder.mkdir()
+            manifest = _Builder(corpus, settings, embed, progress).write(folder, plan, scan)
+            if not manifest.counts()[0]:
                 raise CorpusError(
                     "no document in the corpus could be indexed: "
-                    + "; ".join(f"{source}: {why}" for source, why in report.skipped)
+                    + "; ".join(f"{source}: {why}" for source, why in plan.report.skipped)
                 )
             generation = _publish(index_dir, folder, manifest)
         except BaseException:
             shutil.rmtree(folder, ignore_errors=True)
             raise
         finally:
-            if previous is not None:
-                previous.close()
-        _clean(index_dir, keep={generation, previous.directory} if previous else {generation})
-        report.seconds = time.perf_counter() - started
-        return _load(generation, report)
-
-
-def _counts(manifest: dict[str, Any]) -> tuple[int, int]:
-    entries = [entry for entry in manifest["sources"].values() if entry["status"] == "indexed"]
-    return len(entries), sum(entry["passages"] for entry in entries)
+            if plan.previous is not None:
+                plan.previous.close()
+        plan.report.seconds = time.perf_counter() - started
+        opened = _load(generation, plan.report)
+        _clean(index_dir)
+        return opened

@@ -8,10 +8,12 @@ True
 
 from __future__ import annotations
 
+import contextlib
+import re
 import threading
 from collections import OrderedDict
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -24,6 +26,7 @@ from .config import (
     DEFAULT_K,
     DEFAULT_MODE,
     MAX_K,
+    MAX_QUESTION_CHARS,
     SEARCH_MODES,
     SENTENCE_TERM_WEIGHT,
     FusionSettings,
@@ -32,13 +35,16 @@ from .config import (
 )
 from .documents import Corpus, Document, FolderCorpus
 from .embedding import Embedder, load_embedder
-from .errors import QueryError
-from .index import IndexReport, OpenIndex, open_index, search_text
+from .errors import CorpusError, IndexWriteError, QueryError
+from .index import IndexReport, OpenIndex, WaitNotice, current_marker, load_current, open_index, search_text
 from .rerank import Reranker
 from .stores.lexical import term_overlap
 from .stores.passages import Filters, PassageRecord
 
 _QUESTION_CACHE_SIZE = 1024
+#: Questions encoded per model call by :meth:`Retriever.search_many`.
+QUESTION_BATCH = 64
+_SURROGATE_RE = re.compile("[\ud800-\udfff]")
 
 Key = TypeVar("Key", int, str)
 
@@ -88,15 +94,44 @@ class Hit:
         }
 
 
+def printable(text: str | None) -> str | None:
+    """``text`` with unpaired surrogates (which no encoder accepts) replaced by U+FFFD.
+
+    >>> printable("Minsk \\ud800")
+    'Minsk \ufffd'
+    """
+    return None if text is None else _SURROGATE_RE.sub("\ufffd", text)
+
+
 def results_payload(question: str | None, hits: Sequence[Hit]) -> dict[str, Any]:
     """The JSON document of one search, as ``rag ask --json``, the app's export and ``/search`` give it."""
-    return {"question": question, "hits": [hit.to_dict() for hit in hits]}
+    return {"question": printable(question), "hits": [hit.to_dict() for hit in hits]}
+
+
+@dataclass(frozen=True)
+class Answer:
+    """The answer to one question of a batch: its hits, or why there are none."""
+
+    question: str | None
+    hits: list[Hit]
+    error: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """:func:`results_payload`, plus ``error`` when the question could not be answered."""
+        payload = results_payload(self.question, self.hits)
+        if self.error is not None:
+            payload["error"] = self.error
+        return payload
 
 
 def validate_query(question: str, k: int, mode: str) -> str:
     """The stripped question; raises ``QueryError`` for an empty question, bad ``k`` or mode."""
     if not isinstance(question, str) or not question.strip():
         raise QueryError("the question is empty: type a question in plain English")
+    if len(question) > MAX_QUESTION_CHARS:
+        raise QueryError(f"the question is too long ({len(question):,} characters; at most {MAX_QUESTION_CHARS:,})")
+    if _SURROGATE_RE.search(question):
+        raise QueryError("the question holds broken characters (unpaired UTF-16 surrogates): send it as UTF-8 text")
     if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= MAX_K:
         raise QueryError(f"k must be a whole number from 1 to {MAX_K} (got {k!r})")
     if mode not in SEARCH_MODES:
@@ -108,7 +143,11 @@ class Retriever:
     """Answers questions with cited passages from a persisted index.
 
     Open it with :meth:`open`; it builds or updates the index when the corpus or the
-    settings changed. Safe to share between threads.
+    settings changed. Safe to share between threads: every search holds a lease on the
+    index generation it reads, so :meth:`refresh` never closes an index under a search.
+    A search notices when another process published a newer generation and switches to
+    it, and it never cites a file that changed on disk since it was indexed: such a file
+    is re-indexed first.
     """
 
     def __init__(
@@ -121,11 +160,13 @@ class Retriever:
         reranker: Reranker | None = None,
     ) -> None:
         self.corpus = corpus
-        self.index_dir = index_dir
+        self.index_dir = Path(index_dir)
         self.settings = settings
         self.fusion = fusion
         self.reranker = reranker
         self._index = index
+        self._marker = current_marker(self.index_dir)
+        self._swap_lock = threading.Lock()
         self._refresh_lock = threading.Lock()
         self._cache_lock = threading.Lock()
         self._question_vectors: OrderedDict[str, np.ndarray] = OrderedDict()
@@ -141,17 +182,20 @@ class Retriever:
         reranker: Reranker | None = None,
         progress: bool = False,
         rebuild: bool = False,
+        on_wait: WaitNotice | None = None,
     ) -> Retriever:
         """Open (building or updating as needed) the index of ``corpus`` stored in ``index_dir``.
 
         ``corpus`` is a folder of ``.txt``/``.md`` files or any ``Corpus``. What the call did
-        to the index is in :attr:`report`.
+        to the index is in :attr:`report`. ``on_wait`` hears when another process is
+        building the index and this call waits for it.
         """
         corpus = FolderCorpus(corpus) if isinstance(corpus, (str, Path)) else corpus
         settings = settings or IndexSettings(model=model_setting())
         index_dir = Path(index_dir)
         index = open_index(
-            corpus, index_dir, settings, lambda: load_embedder(settings.model), progress=progress, rebuild=rebuild
+            corpus, index_dir, settings, lambda: load_embedder(settings.model),
+            progress=progress, rebuild=rebuild, on_wait=on_wait,
         )
         return cls(corpus, index_dir, settings, index, fusion, reranker)
 
@@ -168,41 +212,75 @@ class Retriever:
     def refresh(self, *, progress: bool = False, rebuild: bool = False) -> IndexReport:
         """Bring the index up to date with the corpus (after files were added or changed)."""
         with self._refresh_lock:
+            marker = current_marker(self.index_dir)
             fresh = open_index(
                 self.corpus, self.index_dir, self.settings, lambda: self.embedder, progress=progress, rebuild=rebuild
             )
-            old, self._index = self._index, fresh
-            if old.directory != fresh.directory:
-                old.close()
+            self._install(fresh, marker if fresh.is_current() else None)
         return fresh.report
+
+    def _install(self, fresh: OpenIndex, marker: tuple[int, int, int] | None) -> None:
+        """Serve ``fresh`` from now on; the old generation closes when its last search ends."""
+        with self._swap_lock:
+            old, self._index, self._marker = self._index, fresh, marker
+        if old is not fresh:
+            old.close()
+
+    def _follow_current(self) -> None:
+        """Switch to the generation another process published, if there is a newer one."""
+        if current_marker(self.index_dir) == self._marker:
+            return
+        with self._refresh_lock:
+            marker = current_marker(self.index_dir)
+            if marker == self._marker:
+                return
+            fresh = load_current(self.index_dir, self.settings)
+            if fresh is None:
+                fresh = open_index(self.corpus, self.index_dir, self.settings, lambda: self.embedder)
+                marker = current_marker(self.index_dir)
+            self._install(fresh, marker)
+
+    @contextlib.contextmanager
+    def _lease(self) -> Iterator[OpenIndex]:
+        """The live index generation, held open until the block ends."""
+        self._follow_current()
+        with self._swap_lock:
+            index = self._index.acquire()
+        try:
+            yield index
+        finally:
+            index.release()
 
     # -- reading ---------------------------------------------------------------
 
     def documents(self) -> list[dict[str, Any]]:
         """The indexed documents with title, week, category, trend and passage count."""
-        return self._index.passages.documents()
+        with self._lease() as index:
+            return index.passages.documents()
 
     def document(self, source: str) -> Document | None:
         """The full stored document of a source name."""
-        return self._index.passages.document(source)
+        with self._lease() as index:
+            return index.passages.document(source)
 
     # -- searching -------------------------------------------------------------
 
     def encode_questions(self, questions: Sequence[str]) -> np.ndarray:
-        """Question vectors, cached per question text."""
+        """Question vectors, one row per question, cached per question text (the most recent 1,024)."""
+        unique = list(dict.fromkeys(questions))
         with self._cache_lock:
-            missing = [q for q in dict.fromkeys(questions) if q not in self._question_vectors]
+            found = {q: self._question_vectors[q] for q in unique if q in self._question_vectors}
+            for question in found:
+                self._question_vectors.move_to_end(question)
+        missing = [q for q in unique if q not in found]
         if missing:
-            vectors = self.embedder.encode(list(missing))
+            found.update(zip(missing, self.embedder.encode(missing)))
             with self._cache_lock:
-                for question, vector in zip(missing, vectors):
-                    self._question_vectors[question] = vector
+                for question in missing[-_QUESTION_CACHE_SIZE:]:
+                    self._question_vectors[question] = found[question]
                 while len(self._question_vectors) > _QUESTION_CACHE_SIZE:
                     self._question_vectors.popitem(last=False)
-        with self._cache_lock:
-            for question in questions:
-                self._question_vectors.move_to_end(question)
-            return np.vstack([self._question_vectors[q] for q in questions])
+        return np.vstack([found[q] for q in questions])
 
     def forget_questions(self) -> None:
         """Empty the question-vector cache (benchmarks time encoding from a cold cache)."""
@@ -227,15 +305,106 @@ class Retriever:
         times the score of its supporting sentence.
         """
         question = validate_query(question, k, mode)
-        if mmr is not None and not 0.0 <= mmr <= 1.0:
-            raise QueryError(f"mmr must be between 0 and 1 (got {mmr})")
-        index = self._index
+        _check_mmr(mmr)
+        vector = self.encode_questions([question])[0]
+        return self._answer(question, vector, k, mode, filters, mmr)
+
+    def search_many(
+        self,
+        questions: Iterable[str],
+        k: int = DEFAULT_K,
+        *,
+        mode: str = DEFAULT_MODE,
+        filters: Filters | None = None,
+        mmr: float | None = None,
+    ) -> Iterator[Answer]:
+        """Answer many questions in order, encoding them ``QUESTION_BATCH`` at a time.
+
+        Yields one :class:`Answer` per question as soon as it is ready; a question that
+        cannot be searched (empty, broken characters) gets an answer with its ``error``.
+        Memory stays flat however many questions come: they bypass the question cache.
+        """
+        validate_query("-", k, mode)
+        _check_mmr(mmr)
+        batch: list[str] = []
+        for question in questions:
+            batch.append(question)
+            if len(batch) == QUESTION_BATCH:
+                yield from self._answer_batch(batch, k, mode, filters, mmr)
+                batch = []
+        yield from self._answer_batch(batch, k, mode, filters, mmr)
+
+    def _answer_batch(
+        self, questions: list[str], k: int, mode: str, filters: Filters | None, mmr: float | None
+    ) -> Iterator[Answer]:
+        cleaned: list[str | QueryError] = []
+        for question in questions:
+            try:
+                cleaned.append(validate_query(question, k, mode))
+            except QueryError as error:
+                cleaned.append(error)
+        texts = list(dict.fromkeys(q for q in cleaned if isinstance(q, str)))
+        vectors = dict(zip(texts, self.embedder.encode(texts))) if texts else {}
+        for question, item in zip(questions, cleaned):
+            if isinstance(item, QueryError):
+                yield Answer(question, [], str(item))
+            else:
+                yield Answer(question, self._answer(item, vectors[item], k, mode, filters, mmr))
+
+    def _answer(
+        self, question: str, vector: np.ndarray, k: int, mode: str, filters: Filters | None, mmr: float | None
+    ) -> list[Hit]:
+        """Search, then make sure every cited file is still what was indexed (re-indexing it if not)."""
+        with self._lease() as index:
+            hits = self._search(index, question, vector, k, mode, filters, mmr)
+            changed = self._changed_sources(index, hits)
+        if not changed:
+            return hits
+        with contextlib.suppress(IndexWriteError, CorpusError):
+            self.refresh()
+            with self._lease() as index:
+                hits = self._search(index, question, vector, k, mode, filters, mmr)
+                changed = self._changed_sources(index, hits)
+        return self._exact_only(hits, changed) if changed else hits
+
+    def _changed_sources(self, index: OpenIndex, hits: Sequence[Hit]) -> set[str]:
+        """Sources of ``hits`` whose file changed on disk since the index read it."""
+        return {hit.source for hit in hits if self.corpus.signature(hit.source) != index.signatures.get(hit.source)}
+
+    def _exact_only(self, hits: list[Hit], changed: set[str]) -> list[Hit]:
+        """The hits whose passage and sentence are still exact in the files as they are now, re-ranked."""
+        texts: dict[str, str | None] = {}
+        for source in changed:
+            try:
+                document = self.corpus.load(source).document
+            except CorpusError:
+                document = None
+            texts[source] = document.text if document is not None else None
+        kept = [
+            hit for hit in hits
+            if hit.source not in texts or (
+                (text := texts[hit.source]) is not None
+                and text[hit.start : hit.end] == hit.text
+                and text[hit.sentence.start : hit.sentence.end] == hit.sentence.text
+            )
+        ]
+        return [replace(hit, rank=rank) for rank, hit in enumerate(kept, start=1)]
+
+    def _search(
+        self,
+        index: OpenIndex,
+        question: str,
+        query_vector: np.ndarray,
+        k: int,
+        mode: str,
+        filters: Filters | None,
+        mmr: float | None,
+    ) -> list[Hit]:
         allowed = None
         if filters is not None and not filters.is_empty():
             allowed = set(index.passages.filtered_ids(filters))
             if not allowed:
                 return []
-        query_vector = self.encode_questions([question])[0]
         ranked = self._rank(index, question, query_vector, mode, max(self.fusion.candidates, 4 * k), allowed)
         if self.reranker is not None:
             ranked = self._rerank(index, question, ranked[: max(4 * k, 20)])
@@ -305,16 +474,16 @@ class Retriever:
         [('003_d66b08127121952b.txt', 0.93), ('001_ab578dc02529a0f4.txt', 0.41)]
         """
         question = validate_query(question, n, mode)
-        index = self._index
         depth = max(self.fusion.source_candidates, n)
         dense: dict[str, float] = {}
         lexical: dict[str, float] = {}
-        if mode in ("dense", "hybrid"):
-            scores, ids = index.vectors.search(self.encode_questions([question]), depth)
-            dense = _best_per_source(index, ids[0], scores[0])
-        if mode in ("bm25", "hybrid"):
-            scores, ids = index.document_lexical.search(question, depth)
-            lexical = _best_per_source(index, ids, scores)
+        with self._lease() as index:
+            if mode in ("dense", "hybrid"):
+                scores, ids = index.vectors.search(self.encode_questions([question]), depth)
+                dense = _best_per_source(index, ids[0], scores[0])
+            if mode in ("bm25", "hybrid"):
+                scores, ids = index.document_lexical.search(question, depth)
+                lexical = _best_per_source(index, ids, scores)
         return self._fuse(dense, lexical, mode, lexical_complete=len(lexical) < depth)[:n]
 
     def _rerank(self, index: OpenIndex, question: str, ranked: list[tuple[int, float]]) -> list[tuple[int, float]]:
@@ -324,6 +493,11 @@ class Retriever:
         texts = [search_text(records[i].kind, records[i].title, records[i].text) for i in ids]
         scores = self.reranker.score(question, texts)
         return sorted(zip(ids, scores), key=lambda item: -item[1])
+
+def _check_mmr(mmr: float | None) -> None:
+    if mmr is not None and not 0.0 <= mmr <= 1.0:
+        raise QueryError(f"mmr must be between 0 and 1 (got {mmr})")
+
 
 def _best_per_source(index: OpenIndex, ids: np.ndarray, scores: np.ndarray) -> dict[str, float]:
     """The best score of each source among scored passage ids (id -1 marks an empty place)."""

@@ -10,6 +10,8 @@ can be called (and tested) without a browser. The same search is the ``/search``
 
 from __future__ import annotations
 
+import signal
+import sys
 import tempfile
 from collections.abc import Sequence
 from datetime import date
@@ -43,6 +45,16 @@ EXAMPLE_QUESTIONS = (
 
 #: Largest top-k offered by the slider.
 UI_MAX_K = 20
+
+#: Searches (page and ``/search`` API) run at once. Search is CPU-bound and this machine class
+#: has 2 cores: 4 keeps both busy while one request waits on I/O; more only adds contention.
+SEARCH_CONCURRENCY = 4
+#: Requests that may wait in the queue; beyond it a client is told the queue is full at once.
+QUEUE_SIZE = 256
+#: Uploads, removals and rebuilds share one slot: the index has one writer at a time.
+WRITER_CONCURRENCY_ID = "index-writer"
+#: Gradio's cached output files (exports) older than this are deleted, checked as often (seconds).
+CACHE_SECONDS = 3600
 
 _NO_RESULTS = results_payload("", [])
 
@@ -146,11 +158,17 @@ class SearchApp:
     >>> status, cards, payload = app.search("What did Belarus seek from China?", 3, "hybrid")  # doctest: +SKIP
     """
 
-    def __init__(self, retriever: Retriever) -> None:
+    def __init__(self, retriever: Retriever, *, read_only: bool = False) -> None:
         self.retriever = retriever
+        self.read_only = read_only
         corpus = retriever.corpus
         self.corpus_dir: Path | None = corpus.root if isinstance(corpus, FolderCorpus) else None
-        self._exports = Path(tempfile.mkdtemp(prefix="rag-exports-"))
+        # Removed by close() or, at the latest, when the process exits.
+        self._exports = tempfile.TemporaryDirectory(prefix="rag-exports-")
+
+    def close(self) -> None:
+        """Delete the export files this app wrote."""
+        self._exports.cleanup()
 
     # -- searching -------------------------------------------------------------
 
@@ -210,7 +228,7 @@ class SearchApp:
         """Write the current results as JSON and CSV; returns (JSON path, CSV path, note HTML)."""
         if not payload or not payload["hits"]:
             return None, None, message("Nothing to export yet: run a search first.", "warning")
-        folder = Path(tempfile.mkdtemp(dir=self._exports))
+        folder = Path(tempfile.mkdtemp(dir=self._exports.name))
         note = message(f"Exported {len(payload['hits'])} results for “{payload['question'].strip()}”.")
         return str(write_json(payload, folder)), str(write_csv(payload, folder)), note
 
@@ -229,6 +247,9 @@ class SearchApp:
 
     def _refreshed(self, notice: str, rebuild: bool = False) -> CorpusUpdate:
         """Re-index, then (message HTML, *corpus_view()) with the index report appended."""
+        if self.read_only:
+            return (message("This app is read-only: the corpus cannot be changed from the page.", "error"),
+                    *self.corpus_view())
         try:
             report = self.retriever.refresh(rebuild=rebuild)
         except (RagError, OSError) as error:
@@ -241,6 +262,8 @@ class SearchApp:
 
         Returns (message HTML, *corpus_view()). Refused files are listed with the reason.
         """
+        if self.read_only:
+            return (message("This app is read-only: files cannot be added from the page.", "error"), *self.corpus_view())
         if self.corpus_dir is None:
             return (message("This corpus is not a folder, so files cannot be added to it.", "error"), *self.corpus_view())
         if not paths:
@@ -270,12 +293,18 @@ class SearchApp:
         return self._refreshed("Rebuild finished.", rebuild=True)
 
 
-def build_app(retriever: Retriever) -> gr.Blocks:
-    """The Blocks app over ``retriever``: search page with filters, brief reader, exports, corpus panel."""
-    app = SearchApp(retriever)
+def build_app(retriever: Retriever, *, read_only: bool = False) -> gr.Blocks:
+    """The Blocks app over ``retriever``: search page with filters, brief reader, exports, corpus panel.
+
+    With ``read_only`` the corpus panel lists the briefs but offers no upload or rebuild,
+    and no event that changes the corpus or the index exists on the server.
+    """
+    app = SearchApp(retriever, read_only=read_only)
     documents = retriever.documents()
     brief_choices, category_choices, trend_choices = filter_choices(documents)
-    with gr.Blocks(title="Security briefs: cited search", analytics_enabled=False) as demo:
+    with gr.Blocks(
+        title="Security briefs: cited search", analytics_enabled=False, delete_cache=(CACHE_SECONDS, CACHE_SECONDS)
+    ) as demo:
         gr.Markdown(
             "## Security briefs: cited search\n"
             "Ask a question in plain English; get the passages that answer it, each with an exact citation."
@@ -319,12 +348,13 @@ def build_app(retriever: Retriever) -> gr.Blocks:
                     )
         with gr.Tab("Corpus"):
             corpus = gr.HTML(corpus_table(documents), elem_id="rag-corpus")
-            with gr.Row():
-                upload = gr.File(
-                    label=f"Add .txt or .md files (UTF-8, at most {MAX_UPLOAD_BYTES // (1024 * 1024)} MB each)",
-                    file_count="multiple", type="filepath", scale=3,
-                )
-                rebuild = gr.Button("Rebuild index from scratch", scale=1)
+            if not read_only:
+                with gr.Row():
+                    upload = gr.File(
+                        label=f"Add .txt or .md files (UTF-8, at most {MAX_UPLOAD_BYTES // (1024 * 1024)} MB each)",
+                        file_count="multiple", type="filepath", scale=3,
+                    )
+                    rebuild = gr.Button("Rebuild index from scratch", scale=1)
             corpus_note = gr.HTML()
 
         # The page's own search event is private; the name /search belongs to the JSON endpoint below.
@@ -332,34 +362,49 @@ def build_app(retriever: Retriever) -> gr.Blocks:
             app.search,
             inputs=[question, k, mode, sources, date_from, date_to, categories, trends],
             outputs=[status, results, results_state], api_name="search_page", api_visibility="private",
+            concurrency_id="search",
         )
         results.click(app.open_brief_event, [results_state], [brief], api_visibility="private").then(
             None, js=_SCROLL_JS, api_visibility="private"
         )
         export_button.click(app.export, [results_state], [json_file, csv_file, export_note], api_visibility="private")
         corpus_outputs = [corpus_note, corpus, sources, categories, trends]
-        upload.upload(app.upload, [upload], corpus_outputs, api_visibility="private").then(
-            lambda: None, outputs=[upload], api_visibility="private"
-        )
-        rebuild.click(app.rebuild, None, corpus_outputs, api_visibility="private")
+        if not read_only:
+            writer = {"concurrency_limit": 1, "concurrency_id": WRITER_CONCURRENCY_ID, "api_visibility": "private"}
+            upload.upload(app.upload, [upload], corpus_outputs, **writer).then(
+                lambda: None, outputs=[upload], api_visibility="private"
+            )
+            rebuild.click(app.rebuild, None, corpus_outputs, **writer)
         demo.load(app.corpus_view, None, corpus_outputs[1:], api_visibility="private")
-        gr.api(app.search_api, api_name="search")
+        gr.api(app.search_api, api_name="search", concurrency_id="search")
     return demo
 
 
-def serve(retriever: Retriever, host: str, port: int, *, block: bool = True) -> gr.Blocks:
+def serve(
+    retriever: Retriever,
+    host: str,
+    port: int,
+    *,
+    auth: Sequence[tuple[str, str]] | None = None,
+    read_only: bool = False,
+    block: bool = True,
+) -> gr.Blocks:
     """Launch the app on ``host:port`` (never a public share link).
 
+    ``auth`` is a list of (user, password) logins that the page and the API then require.
     With ``block=False`` it returns once the server runs; stop it with ``.close()``.
     """
-    demo = build_app(retriever)
-    demo.queue(default_concurrency_limit=4)
+    demo = build_app(retriever, read_only=read_only)
+    if block:  # a served process ends on SIGTERM as on Ctrl-C, removing its temporary exports
+        signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    demo.queue(default_concurrency_limit=SEARCH_CONCURRENCY, max_size=QUEUE_SIZE)
     demo.launch(
         server_name=host,
         server_port=port,
         share=False,
         inbrowser=False,
         show_error=False,
+        auth=list(auth) if auth else None,
         css=CSS,
         max_file_size=5 * MAX_UPLOAD_BYTES,
         prevent_thread_lock=not block,

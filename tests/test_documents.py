@@ -48,7 +48,7 @@ FOOTER_PHRASES = [
 
 @pytest.mark.parametrize("source", sorted(EXPECTED))
 def test_seed_metadata(source: str) -> None:
-    doc = FolderCorpus(SEEDS).load(source)
+    doc = FolderCorpus(SEEDS).load(source).document
     assert doc is not None and doc.kind == "brief"
     assert (doc.title, doc.week_start, doc.week_end, doc.category, doc.trend) == EXPECTED[source]
     assert doc.author is None  # every seed has an empty "by" line or none
@@ -56,7 +56,7 @@ def test_seed_metadata(source: str) -> None:
 
 @pytest.mark.parametrize("source", sorted(EXPECTED))
 def test_seed_body_excludes_header_and_footer(source: str) -> None:
-    doc = FolderCorpus(SEEDS).load(source)
+    doc = FolderCorpus(SEEDS).load(source).document
     assert doc is not None
     body = "\n".join(doc.text[s:e] for s, e in doc.body)
     for phrase in FOOTER_PHRASES:
@@ -67,7 +67,7 @@ def test_seed_body_excludes_header_and_footer(source: str) -> None:
 
 def test_body_spans_are_exact_and_ordered() -> None:
     for source in EXPECTED:
-        doc = FolderCorpus(SEEDS).load(source)
+        doc = FolderCorpus(SEEDS).load(source).document
         assert doc is not None
         ends = [0]
         for start, end in doc.body:
@@ -122,10 +122,10 @@ def test_folder_corpus_lists_documents_and_rejects_bad_folders(tmp_path: Path) -
     (tmp_path / "sub" / "b.md").write_text("Beta.", encoding="utf-8")
     (tmp_path / "image.png").write_bytes(b"\x89PNG")
     (tmp_path / ".hidden.txt").write_text("secret", encoding="utf-8")
-    assert sorted(FolderCorpus(tmp_path).fingerprints()) == ["a.txt", "sub/b.md"]
+    assert sorted(FolderCorpus(tmp_path).scan().signatures) == ["a.txt", "sub/b.md"]
     with pytest.raises(CorpusError, match="not found"):
-        FolderCorpus(tmp_path / "missing").fingerprints()
+        FolderCorpus(tmp_path / "missing").scan().signatures
     empty = tmp_path / "empty"
     empty.mkdir()
     with pytest.raises(CorpusError, match="no .txt or .md"):
-        FolderCorpus(empty).fingerprints()
+        FolderCorpus(empty).scan().signatures

@@ -98,23 +98,23 @@ def test_scores_respect_the_cutoffs() -> None:
 
 def test_beir_corpus_builds_titled_records(beir_dir: Path) -> None:
     corpus = BeirCorpus(beir_dir)
-    assert set(corpus.fingerprints()) == set(DOCUMENTS)
-    doc = corpus.load("chess")
+    assert set(corpus.scan().signatures) == set(DOCUMENTS)
+    doc = corpus.load("chess").document
     assert doc is not None and doc.source == "chess" and doc.kind == "record"
     assert doc.title == "Chess openings"
     assert doc.text == "Chess openings\n\n" + DOCUMENTS["chess"][1]
     assert [doc.text[s:e] for s, e in doc.body] == [DOCUMENTS["chess"][1]]
-    untitled = corpus.load("untitled")
+    untitled = corpus.load("untitled").document
     assert untitled is not None and untitled.kind == "text" and untitled.text == DOCUMENTS["untitled"][1]
 
 
 def test_beir_fingerprint_follows_the_json_line(tmp_path: Path) -> None:
     folder = write_beir(tmp_path / "a")
-    before = BeirCorpus(folder).fingerprints()
+    before = BeirCorpus(folder).scan().signatures
     lines = (folder / "corpus.jsonl").read_text(encoding="utf-8").splitlines()
     lines[1] = lines[1].replace("air travel", "air traffic")
     (folder / "corpus.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
-    after = BeirCorpus(folder).fingerprints()
+    after = BeirCorpus(folder).scan().signatures
     assert {source for source in before if before[source] != after[source]} == {"volcano"}
 
 

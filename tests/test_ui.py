@@ -207,8 +207,8 @@ def test_serve_command_opens_the_index_and_serves_on_loopback(
     from rag.cli import main
 
     calls = []
-    monkeypatch.setattr(rag.ui, "serve", lambda retriever, host, port: calls.append((retriever, host, port)))
+    monkeypatch.setattr(rag.ui, "serve", lambda retriever, host, port, **options: calls.append((retriever, host, port, options)))
     assert main(["serve", "--corpus", str(corpus_dir), "--index-dir", str(seeds_index)]) == 0
-    (retriever, host, port), = calls
-    assert (host, port) == ("127.0.0.1", 7860)
+    (retriever, host, port, options), = calls
+    assert (host, port, options) == ("127.0.0.1", 7860, {"auth": None, "read_only": False})
     assert retriever.search(QUESTION, 1)[0].source == CHINA

@@ -109,8 +109,9 @@ class PassageStore:
             self._db.executescript(_SCHEMA)
 
     def close(self) -> None:
-        """Close the database connection."""
-        self._db.close()
+        """Close the database connection (waits for a query in progress)."""
+        with self._lock:
+            self._db.close()
 
     def check(self) -> None:
         """Raise ``sqlite3.DatabaseError`` when the file is not a sound database."""
