@@ -328,7 +328,7 @@ class FolderCorpus:
             try:
                 entries = sorted(os.scandir(folder), key=lambda entry: entry.name)
             except OSError as error:
-                warnings.append(f"folder {shown_name(prefix or '.')} skipped: cannot be read ({error.strerror or error})")
+                warnings.append(f"folder {shown_name(prefix.rstrip('/') or '.')} skipped: cannot be read ({error.strerror or error})")
                 continue
             for entry in entries:
                 if entry.name.startswith("."):
@@ -357,7 +357,7 @@ class FolderCorpus:
                 if not stat.S_ISREG(status.st_mode):
                     skipped.append((relative, "not a regular file"))
                 elif status.st_size > self.max_bytes:
-                    skipped.append((relative, f"larger than the {_megabytes(self.max_bytes)} limit per file"))
+                    skipped.append((relative, _size_limit(self.max_bytes)))
                 else:
                     signatures[relative] = _signature(status)
         if not signatures:
@@ -391,7 +391,7 @@ class FolderCorpus:
                 raise CorpusError(f"{source}: a link to a file outside the corpus folder; not followed")
             data = handle.read(self.max_bytes + 1)
         if len(data) > self.max_bytes:
-            raise CorpusError(f"{source}: larger than the {_megabytes(self.max_bytes)} limit per file")
+            raise CorpusError(f"{source}: {_size_limit(self.max_bytes)}")
         return data, status
 
     def fingerprint(self, source: str) -> str:
@@ -418,5 +418,6 @@ def _opened_path(descriptor: int, fallback: Path) -> str:
         return os.path.realpath(fallback)
 
 
-def _megabytes(size: int) -> str:
-    return f"{size / (1024 * 1024):g} MB"
+def _size_limit(size: int) -> str:
+    shown = f"{size / (1024 * 1024):g} MB" if size >= 1024 * 1024 else f"{size:,} bytes"
+    return f"larger than the {shown} limit per file (--max-file-mb)"

@@ -36,6 +36,7 @@ import sqlite3
 import threading
 import time
 import uuid
+import weakref
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -229,7 +230,9 @@ class OpenIndex:
         self.report = report
         #: Signatures under which each source's indexed content is known to be on disk now.
         self.signatures = {source: entry.signature for source, entry in manifest.sources.items()}
-        self._readers = readers
+        # Closes the READERS lock when the index is dropped without close(), as when a
+        # script lets a Retriever go: the generation must not stay pinned for ever.
+        self._release_readers = weakref.finalize(self, os.close, readers)
         self._lock = threading.Lock()
         self._leases = 0
         self._retired = False
@@ -276,7 +279,7 @@ class OpenIndex:
 
     def _close(self) -> None:
         self.passages.close()
-        os.close(self._readers)
+        self._release_readers()
         _remove_if_unused(self.directory)
 
     def source_of(self, passage_id: int) -> str | None:

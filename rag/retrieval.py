@@ -165,7 +165,7 @@ class Retriever:
         self.fusion = fusion
         self.reranker = reranker
         self._index = index
-        self._marker = current_marker(self.index_dir)
+        self._marker = current_marker(self.index_dir) if index.is_current() else None
         self._swap_lock = threading.Lock()
         self._refresh_lock = threading.Lock()
         self._cache_lock = threading.Lock()
@@ -212,15 +212,17 @@ class Retriever:
     def refresh(self, *, progress: bool = False, rebuild: bool = False) -> IndexReport:
         """Bring the index up to date with the corpus (after files were added or changed)."""
         with self._refresh_lock:
-            marker = current_marker(self.index_dir)
             fresh = open_index(
                 self.corpus, self.index_dir, self.settings, lambda: self.embedder, progress=progress, rebuild=rebuild
             )
-            self._install(fresh, marker if fresh.is_current() else None)
+            self._install(fresh)
         return fresh.report
 
-    def _install(self, fresh: OpenIndex, marker: tuple[int, int, int] | None) -> None:
+    def _install(self, fresh: OpenIndex) -> None:
         """Serve ``fresh`` from now on; the old generation closes when its last search ends."""
+        marker = current_marker(self.index_dir)
+        if not fresh.is_current():  # switched again meanwhile: the next search follows
+            marker = None
         with self._swap_lock:
             old, self._index, self._marker = self._index, fresh, marker
         if old is not fresh:
@@ -231,14 +233,12 @@ class Retriever:
         if current_marker(self.index_dir) == self._marker:
             return
         with self._refresh_lock:
-            marker = current_marker(self.index_dir)
-            if marker == self._marker:
+            if current_marker(self.index_dir) == self._marker:
                 return
             fresh = load_current(self.index_dir, self.settings)
             if fresh is None:
                 fresh = open_index(self.corpus, self.index_dir, self.settings, lambda: self.embedder)
-                marker = current_marker(self.index_dir)
-            self._install(fresh, marker)
+            self._install(fresh)
 
     @contextlib.contextmanager
     def _lease(self) -> Iterator[OpenIndex]:

@@ -73,3 +73,29 @@ def ui_url(seeds_retriever):
     app = serve(seeds_retriever, "127.0.0.1", port, block=False)
     yield f"http://127.0.0.1:{port}/"
     app.close()
+
+
+class HashingEmbedder:
+    """A fast, deterministic stand-in embedder: hashed bag of words, unit length; tokens are words.
+
+    For index tests that exercise building and updating, not retrieval quality.
+    """
+
+    name = "hashing"
+    dimension = 384
+    max_tokens = 256
+
+    def encode(self, texts: list[str], *, progress: bool = False):
+        import zlib
+
+        import numpy as np
+
+        vectors = np.zeros((len(texts), self.dimension), dtype=np.float32)
+        for row, text in enumerate(texts):
+            for word in text.lower().split():
+                vectors[row, zlib.crc32(word.encode("utf-8", "replace")) % self.dimension] += 1.0
+            vectors[row, 0] += 1e-3
+        return vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+
+    def count_tokens(self, texts: list[str]) -> list[int]:
+        return [len(text.split()) for text in texts]

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
 
-from rag.documents import FolderCorpus, decode, parse_brief, parse_text
+from rag.documents import FolderCorpus, content_hash, decode, parse_brief, parse_text
 from rag.errors import CorpusError
 
 from .conftest import SEEDS
@@ -129,3 +130,84 @@ def test_folder_corpus_lists_documents_and_rejects_bad_folders(tmp_path: Path) -
     empty.mkdir()
     with pytest.raises(CorpusError, match="no .txt or .md"):
         FolderCorpus(empty).scan().signatures
+
+
+# -- what a corpus folder may hold ------------------------------------------------
+
+
+def test_links_leaving_the_corpus_are_skipped_and_never_read(tmp_path: Path) -> None:
+    corpus, outside = tmp_path / "corpus", tmp_path / "outside"
+    corpus.mkdir(), outside.mkdir()
+    (outside / "secret.txt").write_text("The password is swordfish.", encoding="utf-8")
+    (corpus / "brief.txt").write_text("Belarus and China signed a deal.", encoding="utf-8")
+    (corpus / "inside.txt").symlink_to(corpus / "brief.txt")
+    (corpus / "leak.txt").symlink_to(outside / "secret.txt")
+    (corpus / "folder-link").symlink_to(outside, target_is_directory=True)
+    scan = FolderCorpus(corpus).scan()
+    assert sorted(scan.signatures) == ["brief.txt", "inside.txt"]
+    assert ("leak.txt", "a link to a file outside the corpus folder; not followed") in scan.skipped
+    with pytest.raises(CorpusError, match="outside the corpus"):
+        FolderCorpus(corpus).load("leak.txt")  # even when asked for by name
+    with pytest.raises(CorpusError):
+        FolderCorpus(corpus).load("folder-link/secret.txt")
+
+
+def test_names_that_are_not_utf8_are_skipped_with_a_printable_reason(tmp_path: Path) -> None:
+    (tmp_path / "good.txt").write_text("Minsk.", encoding="utf-8")
+    (tmp_path / os.fsdecode(b"bad\xff.txt")).write_text("Minsk again.", encoding="utf-8")
+    scan = FolderCorpus(tmp_path).scan()
+    assert list(scan.signatures) == ["good.txt"]
+    assert scan.skipped == (("bad\\xff.txt", "the name is not valid UTF-8; rename it"),)
+    assert all(reason.encode("utf-8") for pair in scan.skipped for reason in pair)
+
+
+def test_deep_and_unreadable_folders_are_skipped_with_warnings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "top.txt").write_text("Top.", encoding="utf-8")
+    chain = [tmp_path]
+    for _ in range(1100):  # deeper than Python's recursion limit
+        chain.append(chain[-1] / "d")
+        chain[-1].mkdir()
+    (chain[-1] / "bottom.txt").write_text("Bottom.", encoding="utf-8")
+    (tmp_path / "locked").mkdir()
+    (tmp_path / "locked" / "x.txt").write_text("Hidden.", encoding="utf-8")
+    real_scandir = os.scandir
+
+    def scandir(path):
+        if str(path).endswith("locked"):
+            raise PermissionError(13, "Permission denied")
+        return real_scandir(path)
+
+    monkeypatch.setattr(os, "scandir", scandir)
+    scan = FolderCorpus(tmp_path).scan()
+    assert list(scan.signatures) == ["top.txt"]
+    assert any("deeper than 32 levels" in warning for warning in scan.warnings)
+    assert "folder locked skipped: cannot be read (Permission denied)" in scan.warnings
+    (chain[-1] / "bottom.txt").unlink()
+    for folder in reversed(chain[1:]):  # pytest's clean-up would recurse too deep
+        folder.rmdir()
+
+
+def test_files_over_the_size_limit_are_skipped(tmp_path: Path) -> None:
+    (tmp_path / "small.txt").write_text("Small.", encoding="utf-8")
+    (tmp_path / "big.txt").write_bytes(b"x" * 2048)
+    corpus = FolderCorpus(tmp_path, max_bytes=1024)
+    scan = corpus.scan()
+    assert list(scan.signatures) == ["small.txt"]
+    assert scan.skipped == (("big.txt", "larger than the 1,024 bytes limit per file (--max-file-mb)"),)
+    with pytest.raises(CorpusError, match="larger than"):
+        corpus.load("big.txt")
+
+
+def test_load_fingerprints_exactly_the_bytes_it_parsed(tmp_path: Path) -> None:
+    path = tmp_path / "a.txt"
+    path.write_text("First version.", encoding="utf-8")
+    corpus = FolderCorpus(tmp_path)
+    signature = corpus.scan().signatures["a.txt"]
+    loaded = corpus.load("a.txt")
+    assert loaded.document is not None and loaded.document.text == "First version."
+    assert loaded.fingerprint == content_hash(b"First version.") == corpus.fingerprint("a.txt")
+    assert loaded.signature == signature == corpus.signature("a.txt")
+    path.write_text("Second version!", encoding="utf-8")
+    assert corpus.signature("a.txt") != signature
+    path.unlink()
+    assert corpus.signature("a.txt") is None

@@ -2,17 +2,25 @@
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
+import os
 import shutil
+import threading
+import time
 from pathlib import Path
 
 import pytest
 
+import rag.index
 from rag.config import IndexSettings
 from rag.documents import FolderCorpus
 from rag.embedding import load_embedder
-from rag.errors import CorpusError
+from rag.errors import CorpusError, IndexWriteError
 from rag.index import CURRENT_FILE, MANIFEST_FILE, PASSAGES_FILE, VECTORS_FILE, OpenIndex, open_index
+
+from .conftest import HashingEmbedder
 
 
 def open_seeds(corpus: Path, index_dir: Path, settings: IndexSettings = IndexSettings(), embed=load_embedder) -> OpenIndex:
@@ -141,3 +149,120 @@ def test_corpus_with_nothing_indexable_is_an_error(tmp_path: Path) -> None:
     with pytest.raises(CorpusError, match="no document"):
         open_seeds(corpus, tmp_path / "index")
     assert not (tmp_path / "index" / CURRENT_FILE).exists()
+
+
+# -- reliability: malformed pointers and manifests, model changes, readers and writers ----------
+
+
+@pytest.mark.parametrize(
+    "manifest", ["null", "[]", '{"format": 3}', '"text"', '{"format": 3, "sources": 7}', "[" * 100_000],
+    ids=["null", "list", "format-only", "string", "bad-sources", "deeply-nested"],
+)
+def test_malformed_manifest_is_rebuilt_not_a_crash(corpus_dir: Path, seeds_index: Path, manifest: str) -> None:
+    (live_generation(seeds_index) / MANIFEST_FILE).write_text(manifest)
+    recovered = open_seeds(corpus_dir, seeds_index, embed=HashingEmbedder)
+    assert recovered.report.action == "rebuilt" and "corrupted" in recovered.report.reason
+    assert recovered.report.documents == 5
+
+
+def test_current_pointer_damage_is_rebuilt_and_leaves_nothing_behind(corpus_dir: Path, seeds_index: Path) -> None:
+    (seeds_index / CURRENT_FILE).write_bytes(b"gen-\xff\xfe\n")
+    assert open_seeds(corpus_dir, seeds_index, embed=HashingEmbedder).report.action == "rebuilt"
+    (seeds_index / CURRENT_FILE).unlink()
+    (seeds_index / CURRENT_FILE).mkdir()
+    (seeds_index / f".{CURRENT_FILE}.0123.tmp").write_text("gen-000009")  # left by a crashed switch
+    for _ in range(2):
+        reopened = open_seeds(corpus_dir, seeds_index, embed=HashingEmbedder)
+    assert reopened.report.action == "opened" and (seeds_index / CURRENT_FILE).is_file()
+    reopened.close()
+    assert sorted(p.name for p in seeds_index.iterdir() if p.name != ".lock") == [CURRENT_FILE, reopened.directory.name]
+
+
+def test_model_files_changed_in_place_rebuild(corpus_dir: Path, tmp_path: Path) -> None:
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "config.json").write_text("{}")
+    (model / "weights.bin").write_bytes(b"\x01" * 64)
+    settings = IndexSettings(model=str(model))
+    index_dir = tmp_path / "index"
+    open_seeds(corpus_dir, index_dir, settings, embed=HashingEmbedder).close()
+    os.utime(model / "weights.bin", ns=(1, 1))  # touched, same bytes: nothing to do
+    assert open_seeds(corpus_dir, index_dir, settings, embed=None).report.action == "opened"
+    (model / "weights.bin").write_bytes(b"\x02" * 64)  # same size, new weights
+    rebuilt = open_seeds(corpus_dir, index_dir, settings, embed=HashingEmbedder)
+    assert rebuilt.report.action == "rebuilt" and "model's files changed (weights.bin)" in rebuilt.report.reason
+    (model / "tokenizer.json").write_text("{}")
+    assert "model's files changed" in open_seeds(corpus_dir, index_dir, settings, embed=HashingEmbedder).report.reason
+
+
+def test_a_file_edited_during_the_build_and_reverted_is_indexed_again(
+    corpus_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = corpus_dir / "003_d66b08127121952b.txt"
+    original = path.read_text(encoding="utf-8")
+    real_scan = FolderCorpus.scan
+
+    def scan_then_edit(self):
+        scan = real_scan(self)
+        path.write_text(original.replace("Xu Zhanbin", "Xu Zhanbin (edited)"), encoding="utf-8")
+        return scan
+
+    monkeypatch.setattr(FolderCorpus, "scan", scan_then_edit)
+    built = open_seeds(corpus_dir, tmp_path / "index", embed=HashingEmbedder)
+    monkeypatch.undo()
+    assert any("(edited)" in r.text for r in built.passages.passages(list(range(1, 400))).values())
+    path.write_text(original, encoding="utf-8")  # reverted
+    reopened = open_seeds(corpus_dir, tmp_path / "index", embed=HashingEmbedder)
+    assert reopened.report.action == "updated" and reopened.report.changed == [path.name]
+    for record in reopened.passages.passages(list(range(1, 400))).values():
+        assert (corpus_dir / record.source).read_text(encoding="utf-8")[record.start : record.end] == record.text
+
+
+def test_an_up_to_date_index_opens_without_writing(corpus_dir: Path, seeds_index: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    before = {p: p.stat().st_mtime_ns for p in seeds_index.rglob("*")}
+
+    @contextlib.contextmanager
+    def unwritable(index_dir, on_wait):
+        raise IndexWriteError(f"the index in {index_dir} must be built or updated, but the folder cannot be written")
+        yield
+
+    monkeypatch.setattr(rag.index, "_writer_lock", unwritable)
+    opened = open_seeds(corpus_dir, seeds_index, embed=None)
+    assert opened.report.action == "opened"
+    assert {p: p.stat().st_mtime_ns for p in seeds_index.rglob("*")} == before
+    (corpus_dir / "new.txt").write_text("Belarus bought radars.", encoding="utf-8")
+    with pytest.raises(IndexWriteError, match="cannot be written"):
+        open_seeds(corpus_dir, seeds_index, embed=HashingEmbedder)
+
+
+def test_a_writer_waiting_for_the_lock_says_so(corpus_dir: Path, seeds_index: Path) -> None:
+    (corpus_dir / "new.txt").write_text("Belarus bought radars.", encoding="utf-8")
+    notices: list[str] = []
+    with (seeds_index / ".lock").open("a") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)  # another "process" is building
+        worker = threading.Thread(target=lambda: open_index(
+            FolderCorpus(corpus_dir), seeds_index, IndexSettings(), HashingEmbedder, on_wait=notices.append))
+        worker.start()
+        deadline = time.monotonic() + 30
+        while not notices and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert worker.is_alive()
+        fcntl.flock(held, fcntl.LOCK_UN)
+    worker.join(30)
+    assert not worker.is_alive()
+    assert len(notices) == 1 and "waiting for the index lock" in notices[0]
+
+
+def test_a_generation_is_removed_only_when_nobody_serves_it(corpus_dir: Path, seeds_index: Path) -> None:
+    served = open_seeds(corpus_dir, seeds_index, embed=None)
+    old = served.directory
+    served.acquire()  # a search in progress
+    rebuilt = open_index(FolderCorpus(corpus_dir), seeds_index, IndexSettings(), HashingEmbedder, rebuild=True)
+    assert rebuilt.directory != old and old.is_dir()  # still served here
+    served.close()
+    assert old.is_dir() and not served.closed  # retired, but the search still runs
+    assert served.passages.count() > 0
+    served.release()
+    assert served.closed and not old.exists()
+    rebuilt.close()
+    assert rebuilt.directory.is_dir()  # the current generation stays

@@ -3,18 +3,21 @@
 from __future__ import annotations
 
 import json
+import threading
 from pathlib import Path
 
 import pytest
 
-from rag.config import MAX_K, SEARCH_MODES, FusionSettings
-from rag.errors import QueryError
+from rag.config import MAX_K, SEARCH_MODES, FusionSettings, IndexSettings
+from rag.documents import FolderCorpus
+from rag.errors import IndexWriteError, QueryError
+from rag.index import open_index
 from rag.evaluate import evaluate_qa, read_qa
 from rag.ranking import overlap_fraction
 from rag.retrieval import Hit, Retriever
 from rag.stores.passages import Filters
 
-from .conftest import DATA
+from .conftest import DATA, HashingEmbedder
 
 CHINA = "003_d66b08127121952b.txt"
 HIT_KEYS = {"rank", "score", "source", "title", "week_start", "week_end", "category", "trend", "start", "end", "text", "sentence"}
@@ -126,3 +129,110 @@ def test_refresh_indexes_a_new_file_without_reopening(corpus_dir: Path, tmp_path
     hit = retriever.search("Pantsir radars Oryol", k=1)[0]
     assert hit.source == "memo.md" and hit.title == "memo"
     assert_cited_exactly([hit], corpus_dir)
+
+
+# -- reliability: shared between threads, following the index on disk ------------------------------
+
+
+class FastRetriever(Retriever):
+    """A Retriever over the hashing stand-in embedder, so rebuilds take a fraction of a second."""
+
+    @property
+    def embedder(self):  # type: ignore[override]
+        return HashingEmbedder()
+
+
+def fast_retriever(corpus: Path, index_dir: Path) -> FastRetriever:
+    settings = IndexSettings()
+    index = open_index(FolderCorpus(corpus), index_dir, settings, HashingEmbedder)
+    return FastRetriever(FolderCorpus(corpus), index_dir, settings, index)
+
+
+def test_searches_survive_refreshes_and_rebuilds_from_other_threads(corpus_dir: Path, tmp_path: Path) -> None:
+    retriever = fast_retriever(corpus_dir, tmp_path / "index")
+    questions = ["What did Belarus seek from China?", "Roketsan", "Polonaise Azerbaijan", "military exports"]
+    errors: list[BaseException] = []
+    searches = 0
+    stop = threading.Event()
+
+    def user(offset: int) -> None:
+        nonlocal searches
+        try:
+            while not stop.is_set():
+                for question in questions[offset:] + questions[:offset]:
+                    hits = retriever.search(question, k=5, mode=("hybrid", "dense", "bm25")[searches % 3])
+                    assert_cited_exactly(hits, corpus_dir)
+                    retriever.documents()
+                    searches += 1
+        except BaseException as error:  # noqa: BLE001 - collected and re-raised below
+            errors.append(error)
+
+    users = [threading.Thread(target=user, args=(i,)) for i in range(4)]
+    for thread in users:
+        thread.start()
+    try:
+        for round_ in range(3):
+            retriever.refresh(rebuild=True)
+            (corpus_dir / f"note-{round_}.txt").write_text(f"Note {round_}: Belarus and China.", encoding="utf-8")
+            retriever.refresh()
+    finally:
+        stop.set()
+        for thread in users:
+            thread.join(60)
+    assert not errors, errors[0]
+    assert searches > 20
+    assert retriever.report.documents == 8
+
+
+def test_more_distinct_questions_than_the_cache_holds(corpus_dir: Path, tmp_path: Path) -> None:
+    retriever = fast_retriever(corpus_dir, tmp_path / "index")
+    questions = [f"question number {i} about Minsk" for i in range(1100)]
+    assert retriever.encode_questions(questions).shape == (1100, 384)
+    answers = list(retriever.search_many(questions + ["  ", "Minsk \ud800"], k=1, mode="bm25"))
+    assert [a.question for a in answers[:1100]] == questions and all(a.hits and a.error is None for a in answers[:1100])
+    assert "empty" in answers[1100].error and "broken characters" in answers[1101].error
+    assert answers[1101].to_dict()["question"] == "Minsk \ufffd"
+
+
+def test_a_search_follows_a_generation_published_elsewhere(corpus_dir: Path, tmp_path: Path) -> None:
+    serving = fast_retriever(corpus_dir, tmp_path / "index")
+    old = serving._index.directory
+    (corpus_dir / "memo.md").write_text("Belarus ordered Pantsir radars from Oryol.", encoding="utf-8")
+    other = fast_retriever(corpus_dir, tmp_path / "index")  # e.g. `rag index` in another process
+    assert other._index.directory != old
+    hit = serving.search("Pantsir radars Oryol", k=1)[0]
+    assert hit.source == "memo.md" and serving._index.directory == other._index.directory
+    assert not old.exists()  # nobody serves the old generation any more
+
+
+def test_a_cited_file_changed_on_disk_is_reindexed_before_it_is_cited(corpus_dir: Path, tmp_path: Path) -> None:
+    retriever = fast_retriever(corpus_dir, tmp_path / "index")
+    china = corpus_dir / CHINA
+    china.write_text("An added first line shifts every offset.\n" + china.read_text(encoding="utf-8"), encoding="utf-8")
+    hits = retriever.search("What did Belarus seek from China?", k=5)
+    assert hits[0].source == CHINA and retriever.report.action == "updated" and retriever.report.changed == [CHINA]
+    assert_cited_exactly(hits, corpus_dir)
+
+
+def test_when_the_index_cannot_be_updated_inexact_citations_are_dropped(
+    corpus_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    retriever = fast_retriever(corpus_dir, tmp_path / "index")
+    assert any(hit.source == CHINA for hit in retriever.search("China military-technical cooperation", k=8))
+
+    def read_only(**options):
+        raise IndexWriteError("the index folder cannot be written")
+
+    monkeypatch.setattr(retriever, "refresh", read_only)
+    china = corpus_dir / CHINA
+    china.write_text("Shifted.\n" + china.read_text(encoding="utf-8"), encoding="utf-8")
+    hits = retriever.search("China military-technical cooperation", k=8)
+    assert hits and all(hit.source != CHINA for hit in hits)
+    assert [hit.rank for hit in hits] == list(range(1, len(hits) + 1))
+    assert_cited_exactly(hits, corpus_dir)
+
+
+@pytest.mark.parametrize("question,message", [("Minsk \ud800 army", "broken characters"), ("x" * 2001, "too long")])
+def test_unusable_question_text_is_a_query_error(seeds_retriever: Retriever, question: str, message: str) -> None:
+    with pytest.raises(QueryError, match=message):
+        seeds_retriever.search(question)
