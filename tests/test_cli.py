@@ -122,3 +122,73 @@ def test_help_is_light() -> None:
     assert result.stdout.strip() == "[]"
     help_text = subprocess.run([sys.executable, "-m", "rag.cli", "--help"], capture_output=True, text=True, check=True).stdout
     assert "ask" in help_text and "index" in help_text
+
+
+# -- reliability: odd input gets a message, batches stream ---------------------------------------
+
+
+@pytest.mark.parametrize(
+    "argv,message",
+    [
+        (["serve", "--port", "99999"], "between 1 and 65535"),
+        (["serve", "--port", "http"], "whole number"),
+        (["index", "--max-file-mb", "0"], "more than 0"),
+    ],
+)
+def test_more_usage_errors_exit_2(capsys, argv: list[str], message: str) -> None:
+    status, _, err = run(capsys, *argv)
+    assert status == 2 and message in err and "Traceback" not in err
+
+
+def test_batch_survives_hostile_lines_and_streams_from_stdin(
+    capsys, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, seeds_copy: Path, index_dir: Path
+) -> None:
+    import io
+
+    lines = [
+        b"Roketsan",
+        b'{"question": "Minsk \\ud800"}',  # a lone surrogate, as JSON allows
+        b"[" * 100_000,  # not JSON-shaped: a (useless) plain question
+        b"{" * 100_000,  # JSON nested deeper than any parser recursion
+        b"caf\xe9 in Minsk",  # not UTF-8
+        b"x" * 200_000,  # longer than a batch line may be
+        b"Polonaise",
+    ]
+    monkeypatch.setattr("sys.stdin", io.TextIOWrapper(io.BytesIO(b"\n".join(lines) + b"\n")))
+    status, out, err = run(capsys, "ask", "--batch", "-", "-k", "1", "--corpus", str(seeds_copy), "--index-dir", str(index_dir))
+    records = [json.loads(line) for line in out.splitlines()]
+    assert status == 0 and len(records) == 7 and "Traceback" not in err
+    assert records[0]["hits"] and records[6]["hits"] and "error" not in records[0]
+    assert "broken characters" in records[1]["error"] and records[1]["question"] == "Minsk \ufffd"
+    assert "too long" in records[2]["error"]
+    assert records[3]["error"] == "line 4: not valid JSON"
+    assert records[4]["error"] == "line 5: not UTF-8 text"
+    assert records[5]["error"] == "line 6: longer than 100,000 bytes"
+    assert "answered 7 questions" in err and "questions/s" in err
+
+
+def test_batch_answers_more_questions_than_the_cache_holds(
+    capsys, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, seeds_copy: Path, index_dir: Path
+) -> None:
+    from rag.retrieval import Retriever
+
+    from .conftest import HashingEmbedder
+
+    monkeypatch.setattr(Retriever, "embedder", property(lambda self: HashingEmbedder()))
+    run(capsys, "index", "--corpus", str(seeds_copy), "--index-dir", str(tmp_path / "index"))
+    batch = tmp_path / "many.txt"
+    batch.write_text("\n".join(f"question {i} on Minsk" for i in range(1100)) + "\n", encoding="utf-8")
+    status, out, err = run(capsys, "ask", "--batch", str(batch), "-k", "1", "--mode", "bm25",
+                           "--corpus", str(seeds_copy), "--index-dir", str(tmp_path / "index"))
+    records = [json.loads(line) for line in out.splitlines()]
+    assert status == 0 and len(records) == 1100 and all(r["hits"] for r in records)
+    assert [r["question"] for r in records[:3]] == ["question 0 on Minsk", "question 1 on Minsk", "question 2 on Minsk"]
+
+
+def test_a_file_name_that_is_not_utf8_never_stops_ask(capsys, corpus_dir: Path, seeds_index: Path) -> None:
+    import os
+
+    (corpus_dir / os.fsdecode(b"report-\xe9.txt")).write_text("Belarus bought drones.", encoding="utf-8")
+    status, out, err = run(capsys, "ask", "Polonaise", "--json", "--corpus", str(corpus_dir), "--index-dir", str(seeds_index))
+    assert status == 0 and json.loads(out)["hits"]
+    assert "skipped report-\\xe9.txt: the name is not valid UTF-8; rename it" in err

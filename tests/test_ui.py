@@ -212,3 +212,70 @@ def test_serve_command_opens_the_index_and_serves_on_loopback(
     (retriever, host, port, options), = calls
     assert (host, port, options) == ("127.0.0.1", 7860, {"auth": None, "read_only": False})
     assert retriever.search(QUESTION, 1)[0].source == CHINA
+
+
+# -- reliability: read-only mode, logins, exposure warning, temporary exports --------------------
+
+
+def test_read_only_app_offers_no_way_to_change_the_corpus(own_app: SearchApp, tmp_path: Path) -> None:
+    from rag.ui import build_app
+
+    def writers(demo: gr.Blocks) -> list[str]:
+        return [type(b).__name__ for b in demo.blocks.values()
+                if (isinstance(b, gr.File) and b.file_count == "multiple")
+                or (isinstance(b, gr.Button) and b.value == "Rebuild index from scratch")]
+
+    assert writers(build_app(own_app.retriever)) == ["File", "Button"]
+    assert writers(build_app(own_app.retriever, read_only=True)) == []
+    read_only = SearchApp(own_app.retriever, read_only=True)
+    upload = tmp_path / "new.txt"
+    upload.write_text("Belarus bought radars.", encoding="utf-8")
+    assert "read-only" in read_only.upload([str(upload)])[0] and "read-only" in read_only.rebuild()[0]
+    assert not (own_app.corpus_dir / "new.txt").exists()  # type: ignore[operator]
+
+
+def test_serve_warns_when_exposed_without_a_login(
+    corpus_dir: Path, seeds_index: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import rag.ui
+    from rag.cli import main
+
+    calls = []
+    monkeypatch.setattr(rag.ui, "serve", lambda retriever, host, port, **options: calls.append(options))
+    monkeypatch.delenv("RAG_AUTH", raising=False)
+    main(["serve", "--host", "0.0.0.0", "--corpus", str(corpus_dir), "--index-dir", str(seeds_index)])
+    assert "warning: serving on 0.0.0.0 with no login" in capsys.readouterr().err
+    monkeypatch.setenv("RAG_AUTH", "ana:secret")
+    main(["serve", "--host", "0.0.0.0", "--read-only", "--corpus", str(corpus_dir), "--index-dir", str(seeds_index)])
+    assert "warning" not in capsys.readouterr().err
+    assert calls[1] == {"auth": [("ana", "secret")], "read_only": True}
+
+
+def test_a_served_app_with_logins_refuses_anonymous_api_calls(seeds_retriever: Retriever) -> None:
+    import socket
+
+    from gradio_client import Client
+
+    from rag.ui import serve
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    demo = serve(seeds_retriever, "127.0.0.1", port, auth=[("ana", "secret")], read_only=True, block=False)
+    try:
+        url = f"http://127.0.0.1:{port}/"
+        with pytest.raises(Exception):  # noqa: B017 - gradio_client raises several kinds here
+            Client(url, verbose=False).predict(QUESTION, 1, api_name="/search")
+        result = Client(url, auth=("ana", "secret"), verbose=False).predict(QUESTION, 1, api_name="/search")
+        assert result["hits"][0]["source"] == CHINA
+    finally:
+        demo.close()
+
+
+def test_exports_are_temporary(app: SearchApp, seeds_retriever: Retriever) -> None:
+    own = SearchApp(seeds_retriever)
+    _, _, payload = search(own)
+    json_path, csv_path, _ = own.export(payload)
+    assert json_path and Path(json_path).is_file()
+    own.close()
+    assert not Path(json_path).exists() and not Path(json_path).parent.parent.exists()
