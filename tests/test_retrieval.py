@@ -236,3 +236,40 @@ def test_when_the_index_cannot_be_updated_inexact_citations_are_dropped(
 def test_unusable_question_text_is_a_query_error(seeds_retriever: Retriever, question: str, message: str) -> None:
     with pytest.raises(QueryError, match=message):
         seeds_retriever.search(question)
+
+
+def test_another_process_serving_the_index_follows_a_rebuild_made_here(corpus_dir: Path, seeds_index: Path) -> None:
+    import subprocess
+    import sys
+
+    from rag.cli import main
+
+    server = subprocess.Popen(
+        [sys.executable, "-c", (
+            "import sys, json\n"
+            "from rag.retrieval import Retriever\n"
+            f"r = Retriever.open({str(corpus_dir)!r}, {str(seeds_index)!r})\n"
+            "for line in sys.stdin:\n"
+            "    hits = r.search(line.strip(), k=3)\n"
+            "    print(json.dumps([r._index.directory.name, [h.to_dict() for h in hits]]), flush=True)\n"
+        )],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+    )
+    try:
+        assert server.stdin and server.stdout
+        server.stdin.write("What did Belarus seek from China?\n")
+        server.stdin.flush()
+        served, _ = json.loads(server.stdout.readline())
+        china = corpus_dir / CHINA
+        china.write_text("A new first line.\n" + china.read_text(encoding="utf-8"), encoding="utf-8")
+        assert main(["index", "--corpus", str(corpus_dir), "--index-dir", str(seeds_index)]) == 0
+        assert (seeds_index / served).is_dir()  # the other process still serves it
+        server.stdin.write("What did Belarus seek from China?\n")
+        server.stdin.flush()
+        now, hits = json.loads(server.stdout.readline())
+        assert now != served and not (seeds_index / served).exists()
+        text = china.read_text(encoding="utf-8")
+        assert hits[0]["source"] == CHINA and text[hits[0]["start"] : hits[0]["end"]] == hits[0]["text"]
+    finally:
+        server.kill()
+        server.wait()
