@@ -120,20 +120,27 @@ _SIDEBAR_HEADING = "Situation in Belarus"
 _HEADER_LOOKAHEAD = 4
 
 
+def _skip_bom(text: str, start: int) -> int:
+    """``start``, moved past a byte-order mark when it opens the file (editors on Windows write one)."""
+    return 1 if start == 0 and text.startswith("\ufeff") else start
+
+
 def _lines(text: str) -> list[Span]:
-    """Spans of the non-blank lines of ``text``, trimmed of surrounding whitespace."""
+    """Spans of the non-blank lines of ``text``, trimmed of surrounding whitespace (and a leading BOM)."""
     spans = []
     for match in re.finditer(r"[^\n]+", text):
-        line = match.group()
+        begin = _skip_bom(text, match.start())
+        line = text[begin : match.end()]
         stripped = line.strip()
         if stripped:
-            start = match.start() + (len(line) - len(line.lstrip()))
+            start = begin + (len(line) - len(line.lstrip()))
             spans.append((start, start + len(stripped)))
     return spans
 
 
 def _paragraphs(text: str, start: int, end: int) -> tuple[Span, ...]:
-    """Spans of blank-line separated paragraphs inside ``text[start:end]``, trimmed."""
+    """Spans of blank-line separated paragraphs inside ``text[start:end]``, trimmed (and past a leading BOM)."""
+    start = _skip_bom(text, start)
     spans = []
     for match in re.finditer(r"(?:[^\n]*\S[^\n]*(?:\n|$))+", text[start:end]):
         block = match.group()

@@ -211,3 +211,14 @@ def test_load_fingerprints_exactly_the_bytes_it_parsed(tmp_path: Path) -> None:
     assert corpus.signature("a.txt") != signature
     path.unlink()
     assert corpus.signature("a.txt") is None
+
+
+def test_a_byte_order_mark_does_not_hide_the_brief_layout() -> None:
+    raw = ("\ufeffApril 15 – April 21, 2019\r\nSecurity issues\r\nTitle here\r\nThe situation has gotten better\r\n"
+           "Title here\r\n\r\nBody sentence one. Body two.\r\n\r\nYou have been successfully subscribed\r\n").encode()
+    text, warnings = decode(raw, "x.txt")
+    doc = parse_text("x.txt", text)
+    assert doc is not None and doc.kind == "brief" and doc.title == "Title here" and not warnings
+    assert [doc.text[s:e] for s, e in doc.body] == ["Body sentence one. Body two."]
+    plain = parse_text("y.txt", "\ufeffJust notes.")
+    assert plain is not None and [plain.text[s:e] for s, e in plain.body] == ["Just notes."]
