@@ -319,6 +319,15 @@ def _fsync_tree(directory: Path) -> None:
             os.close(fd)
 
 
+def _fsync_dir(directory: Path) -> None:
+    """Make renames inside ``directory`` durable (a power cut must not undo a published switch)."""
+    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 def _write_atomic(path: Path, content: str) -> None:
     temporary = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
     try:
@@ -327,8 +336,30 @@ def _write_atomic(path: Path, content: str) -> None:
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(temporary, path)
+        _fsync_dir(path.parent)
     finally:
         temporary.unlink(missing_ok=True)
+
+
+def _clean_if_idle(index_dir: Path) -> None:
+    """Remove what crashed writers left behind, when no writer is at work (else that writer will).
+
+    Costs one directory listing when there is nothing to remove; never waits for a lock.
+    """
+    names = os.listdir(index_dir)
+    if not any(name.startswith((".tmp-", f".{CURRENT_FILE}.")) for name in names) and sum(
+        1 for name in names if _GENERATION_RE.fullmatch(name)
+    ) < 2:
+        return
+    try:
+        with (index_dir / LOCK_FILE).open("a") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            try:
+                _clean(index_dir)
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+    except OSError:  # a writer holds the lock, or the folder is read-only
+        return
 
 
 @contextlib.contextmanager
@@ -749,6 +780,7 @@ def _publish(index_dir: Path, folder: Path, manifest: Manifest) -> Path:
     numbers = [int(p.name[4:]) for p in index_dir.glob("gen-*") if p.name[4:].isdigit()]
     generation = index_dir / f"gen-{max(numbers, default=0) + 1:06d}"
     os.rename(folder, generation)
+    _fsync_dir(index_dir)
     current = index_dir / CURRENT_FILE
     if current.is_dir() and not current.is_symlink():
         shutil.rmtree(current)
@@ -778,6 +810,7 @@ def open_index(
     plan = _plan(corpus, scan, index_dir, settings, rebuild)
     if plan.up_to_date:
         assert plan.previous is not None
+        _clean_if_idle(index_dir)
         return plan.previous
     if plan.previous is not None:
         plan.previous.close()
