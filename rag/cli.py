@@ -10,7 +10,7 @@ import contextlib
 import itertools
 import json
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO, TextIO
 
@@ -39,44 +39,37 @@ class UsageError(Exception):
     """A mistake in how the command was called (exit 2)."""
 
 
-def _k(value: str) -> int:
-    try:
-        k = int(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a whole number, got {value!r}") from None
-    if not 1 <= k <= MAX_K:
-        raise argparse.ArgumentTypeError(f"must be between 1 and {MAX_K}, got {k}")
-    return k
+def _ranged(kind: type, low: float, high: float | None = None, *, above: bool = False) -> Callable[[str], Any]:
+    """An argparse type: a ``kind`` number from ``low`` (excluded when ``above``) to ``high``."""
+    noun = "a whole number" if kind is int else "a number"
+
+    def parse(value: str) -> Any:
+        try:
+            number = kind(value)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"must be {noun}, got {value!r}") from None
+        if (number <= low if above else number < low) or (high is not None and number > high):
+            if high is None:
+                bounds = f"at least {low:g}"
+            elif above:
+                bounds = f"more than {low:g} and at most {high:g}"
+            else:
+                bounds = f"between {low:g} and {high:g}"
+            raise argparse.ArgumentTypeError(f"must be {bounds}, got {value}")
+        return number
+
+    return parse
 
 
-def _unit_interval(value: str) -> float:
-    try:
-        number = float(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a number, got {value!r}") from None
-    if not 0.0 <= number <= 1.0:
-        raise argparse.ArgumentTypeError(f"must be between 0 and 1, got {number}")
-    return number
+_k = _ranged(int, 1, MAX_K)
+_unit_interval = _ranged(float, 0.0, 1.0)
+_port = _ranged(int, 1, 65535)
+_positive = _ranged(int, 1)
+_megabytes_number = _ranged(float, 0, 1024, above=True)
 
 
 def _megabytes(value: str) -> int:
-    try:
-        number = float(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a number of megabytes, got {value!r}") from None
-    if not 0 < number <= 1024:
-        raise argparse.ArgumentTypeError(f"must be more than 0 and at most 1024, got {value}")
-    return int(number * 1024 * 1024)
-
-
-def _port(value: str) -> int:
-    try:
-        port = int(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a whole number, got {value!r}") from None
-    if not 1 <= port <= 65535:
-        raise argparse.ArgumentTypeError(f"must be between 1 and 65535, got {port}")
-    return port
+    return int(_megabytes_number(value) * 1024 * 1024)
 
 
 def _add_index_options(parser: argparse.ArgumentParser) -> None:
@@ -326,16 +319,6 @@ def _serve(args: argparse.Namespace, out: TextIO) -> int:
 
     serve(retriever, args.host, args.port, auth=auth, read_only=args.read_only)
     return 0
-
-
-def _positive(value: str) -> int:
-    try:
-        number = int(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a whole number, got {value!r}") from None
-    if number < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {number}")
-    return number
 
 
 _EVAL_LABELS = {
