@@ -14,7 +14,7 @@ import sys
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 
-from .config import SEARCH_MODES
+from .config import SEARCH_MODES, benchmark_settings
 from .errors import RagError
 from .evaluate import BeirReport, evaluate_beir, load_beir, open_beir
 
@@ -24,11 +24,20 @@ PUBLISHED_BM25 = {"scifact": 0.665, "nfcorpus": 0.325}
 _COLUMNS = ("ndcg@10", "recall@10", "recall@100", "mrr@10")
 
 
-def run(datasets: Iterable[Path], modes: Sequence[str] = SEARCH_MODES, split: str = "test") -> Iterator[BeirReport]:
-    """Evaluate every mode on every dataset's split, one report at a time."""
+def run(
+    datasets: Iterable[Path], modes: Sequence[str] = SEARCH_MODES, split: str = "test", encoder: str = "index"
+) -> Iterator[BeirReport]:
+    """Evaluate every mode on every dataset's split, one report at a time.
+
+    ``encoder`` is ``index`` (the question encoder the index names, ONNX by default) or
+    ``sentence-transformers`` (the model itself, to compare the two).
+    """
+    from .embedding import passage_embedder
+
     for root in datasets:
         dataset = load_beir(root, split)
-        retriever = open_beir(root, progress=sys.stderr.isatty())
+        forced = passage_embedder(benchmark_settings().model) if encoder == "sentence-transformers" else None
+        retriever = open_beir(root, progress=sys.stderr.isatty(), encoder=forced)
         for message in retriever.report.messages():
             print(f"bench: {dataset.name}: {message}", file=sys.stderr)
         for mode in modes:
@@ -60,9 +69,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--split", default="test", help="qrels split to run (default: test)")
     parser.add_argument("--mode", action="append", choices=SEARCH_MODES, dest="modes",
                         help="only this mode (repeatable; default: all)")
+    parser.add_argument("--question-encoder", choices=("index", "sentence-transformers"), default="index",
+                        help="encode questions as the index says (ONNX) or with sentence-transformers (default: index)")
     args = parser.parse_args(argv)
     try:
-        sys.stdout.write(markdown(run(args.datasets, args.modes or SEARCH_MODES, args.split)))
+        sys.stdout.write(markdown(run(args.datasets, args.modes or SEARCH_MODES, args.split, args.question_encoder)))
     except RagError as error:
         print(f"bench: error: {error}", file=sys.stderr)
         return 1

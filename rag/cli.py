@@ -108,6 +108,9 @@ def build_parser() -> argparse.ArgumentParser:
     index = commands.add_parser("index", help="build or update the index of a corpus folder")
     _add_index_options(index)
     index.add_argument("--rebuild", action="store_true", help="rebuild from scratch even if up to date")
+    index.add_argument("--check", action="store_true",
+                       help="verify the index completely (checksums, SQLite integrity, question encoder) without "
+                            "building; exit 1 on damage")
 
     ask = commands.add_parser("ask", help="answer a question (or a file of questions) with cited passages")
     ask.add_argument("question", nargs="?", help="the question, in plain English")
@@ -301,6 +304,18 @@ def _print_hits(question: str, hits: Sequence[Hit], out: TextIO) -> None:
 
 
 def _index(args: argparse.Namespace, out: TextIO) -> int:
+    if args.check:
+        if args.rebuild:
+            raise UsageError("give either --check or --rebuild, not both")
+        from .index import check_index
+
+        findings, problems = check_index(args.index_dir)
+        for line in findings:
+            out.write(f"ok: {line}\n")
+        for line in problems:
+            out.write(f"DAMAGED: {line}\n")
+        out.write(f"index in {args.index_dir}: {'damaged, run rag index --rebuild' if problems else 'sound'}\n")
+        return EXIT_FAILURE if problems else 0
     retriever = _open(args, rebuild=args.rebuild)
     out.write(f"index in {args.index_dir}: {retriever.report.documents} documents, {retriever.report.passages} passages\n")
     return 0

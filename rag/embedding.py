@@ -1,9 +1,15 @@
-"""The ``Embedder`` protocol, the sentence-transformers implementation and model location.
+"""Embedding protocols, the sentence-transformers implementation, the factories and model location.
+
+Search needs a :class:`QuestionEncoder`; indexing needs a :class:`PassageEmbedder` (batch
+encoding and token counting). The factories pick the implementation: passages always go
+through sentence-transformers (torch is needed to build an index anyway); questions go
+through the torch-free ONNX export kept in the index (``rag.onnx_encoder``) when its
+manifest says there is one, else through sentence-transformers.
 
 Models are always loaded from a local folder with the Hugging Face hub switched off, so
 nothing is ever downloaded at run time.
 
->>> embedder = load_embedder("all-MiniLM-L6-v2")  # doctest: +SKIP
+>>> embedder = passage_embedder("all-MiniLM-L6-v2")  # doctest: +SKIP
 >>> embedder.encode(["What did Belarus seek from China?"]).shape  # doctest: +SKIP
 (1, 384)
 """
@@ -22,8 +28,24 @@ if TYPE_CHECKING:
     import numpy as np
 
 
-class Embedder(Protocol):
-    """Turns texts into L2-normalized float32 vectors and counts model tokens."""
+#: How questions are encoded, as recorded in an index manifest.
+ONNX_BACKEND = "onnx"
+MODEL_BACKEND = "sentence-transformers"
+
+
+class QuestionEncoder(Protocol):
+    """Turns questions into L2-normalized float32 vectors: all that searching needs."""
+
+    name: str
+    dimension: int
+
+    def encode(self, texts: list[str]) -> np.ndarray:
+        """Vectors of shape ``[len(texts), dimension]``, float32, unit length."""
+        ...
+
+
+class PassageEmbedder(Protocol):
+    """What building an index needs: batch encoding, token counting, and a question encoder to keep."""
 
     name: str
     dimension: int
@@ -35,6 +57,14 @@ class Embedder(Protocol):
 
     def count_tokens(self, texts: list[str]) -> list[int]:
         """Length of each text in model tokens, special tokens excluded."""
+        ...
+
+    def export_question_encoder(self, folder: Path) -> None:
+        """Write a torch-free encoder of this model's questions into ``folder``.
+
+        Raises ``ExportError`` (a ``ModelError``) when there is none; questions are then
+        encoded by this embedder's model.
+        """
         ...
 
 
@@ -116,8 +146,37 @@ class SentenceTransformerEmbedder:
         encoded = self._tokenizer(texts, add_special_tokens=False)["input_ids"]
         return [len(ids) for ids in encoded]
 
+    def export_question_encoder(self, folder: Path) -> None:
+        """Export the model to ONNX with its tokenizer and pipeline settings (``rag.onnx_encoder``)."""
+        from .onnx_encoder import export
+
+        export(self.path, folder)
+
 
 @functools.lru_cache(maxsize=4)
-def load_embedder(model: str = BUNDLED_MODEL) -> Embedder:
+def passage_embedder(model: str = BUNDLED_MODEL) -> PassageEmbedder:
     """The embedder for a model setting, loaded once per process."""
     return SentenceTransformerEmbedder(model)
+
+
+def question_encoder(backend: str, folder: Path, model: str) -> QuestionEncoder:
+    """The question encoder an index asks for: its ONNX export, or the model itself.
+
+    When the ONNX files are missing or fail to load, questions are encoded with
+    sentence-transformers instead, and a warning says so (once per folder).
+    """
+    if backend == ONNX_BACKEND:
+        from .onnx_encoder import OnnxQuestionEncoder
+
+        try:
+            return OnnxQuestionEncoder(folder, name=model)
+        except ModelError as error:
+            _warn_once(f"{error}; encoding questions with sentence-transformers instead (slower to start)")
+    return passage_embedder(model)
+
+
+@functools.lru_cache(maxsize=64)
+def _warn_once(message: str) -> None:
+    import sys
+
+    print(f"rag: warning: {message}", file=sys.stderr)

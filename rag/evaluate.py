@@ -21,6 +21,7 @@ from .documents import Document, Loaded, Scan, content_hash
 from .errors import CorpusError
 
 if TYPE_CHECKING:
+    from .embedding import QuestionEncoder
     from .retrieval import Retriever
 
 #: Our metric names and the ir_measures measures behind them.
@@ -228,13 +229,18 @@ def beir_index_dir(root: Path) -> Path:
     return BENCHMARK_INDEX_ROOT / Path(root).resolve().name
 
 
-def open_beir(root: str | Path, index_dir: Path | None = None, *, progress: bool = False) -> Retriever:
-    """A ``Retriever`` over a BEIR corpus, its index built with the benchmark settings on first use."""
+def open_beir(
+    root: str | Path, index_dir: Path | None = None, *, progress: bool = False, encoder: QuestionEncoder | None = None
+) -> Retriever:
+    """A ``Retriever`` over a BEIR corpus, its index built with the benchmark settings on first use.
+
+    ``encoder`` replaces the question encoder the index names (to compare backends).
+    """
     from .retrieval import Retriever
 
     root = Path(root)
     folder = index_dir if index_dir is not None else beir_index_dir(root)
-    return Retriever.open(BeirCorpus(root), folder, settings=benchmark_settings(), progress=progress)
+    return Retriever.open(BeirCorpus(root), folder, settings=benchmark_settings(), progress=progress, encoder=encoder)
 
 
 def _batches(items: Sequence[str], size: int) -> Iterator[Sequence[str]]:

@@ -11,6 +11,7 @@ Layout of an index folder::
         passages.sqlite    documents, chunks, sentence vectors
         lexical/           bm25s index over the same chunk ids
         lexical-documents/ bm25s index over whole documents, each under its first chunk's id
+        encoder/           the model's question encoder as ONNX + tokenizer (hard-linked between generations)
       .lock                held by the one process that builds, updates or cleans
 
 A new generation is written into a temporary folder and renamed into place; ``CURRENT`` is
@@ -19,8 +20,11 @@ index-wide lock: they read ``CURRENT`` and hold a shared lock on that generation
 ``READERS`` file while they serve it; a generation is deleted only when it is no longer
 current and nobody holds that lock. Opening compares the manifest with the corpus (cheap
 signatures first, content hashes only for files whose signature moved), the settings and
-the model's files, then updates only what changed; an index whose files fail their
-checksums is rebuilt from scratch. Stale vectors are never served.
+the model's files, then updates only what changed. Opening checks what is cheap: the
+manifest, each file's size and modification time (a file whose time moved is hashed), and
+that the stores agree; every checksum is verified when a generation is published, when it
+fails to load, and by :func:`check_index` (``rag index --check``). An index whose files fail
+these checks is rebuilt from scratch. Stale vectors are never served.
 """
 
 from __future__ import annotations
@@ -48,13 +52,14 @@ from .checksums import FileRecord, changed_files, records
 from .chunking import chunk_document
 from .config import IndexSettings
 from .documents import Corpus, Document, Scan
-from .embedding import Embedder, model_file_names, resolve_model_path
-from .errors import CorpusError, IndexCorruptError, IndexWriteError, RagError
+from .onnx_encoder import FILES as ENCODER_FILES
+from .embedding import MODEL_BACKEND, ONNX_BACKEND, PassageEmbedder, model_file_names, resolve_model_path
+from .errors import CorpusError, IndexCorruptError, IndexWriteError, ModelError, RagError
 from .stores.faiss_store import FaissStore
 from .stores.lexical import LexicalStore
 from .stores.passages import Filters, PassageStore
 
-FORMAT_VERSION = 3
+FORMAT_VERSION = 4
 CURRENT_FILE = "CURRENT"
 MANIFEST_FILE = "manifest.json"
 READERS_FILE = "READERS"
@@ -62,6 +67,7 @@ VECTORS_FILE = "vectors.faiss"
 PASSAGES_FILE = "passages.sqlite"
 LEXICAL_DIR = "lexical"
 DOCUMENT_LEXICAL_DIR = "lexical-documents"
+ENCODER_DIR = "encoder"
 LOCK_FILE = ".lock"
 DOCUMENTS_PER_BATCH = 64
 _GENERATION_RE = re.compile(r"gen-\d{6,}")
@@ -104,6 +110,7 @@ class Manifest:
     format: int
     model: str
     model_files: dict[str, FileRecord]
+    encoder: str  # how questions are encoded: "onnx" (files in encoder/) or "sentence-transformers"
     dimension: int
     settings: dict[str, Any]
     corpus: str
@@ -134,6 +141,7 @@ class Manifest:
                 format=FORMAT_VERSION,
                 model=_typed(values["model"], str),
                 model_files={_typed(n, str): FileRecord.from_dict(r) for n, r in _typed(values["model_files"], dict).items()},
+                encoder=_typed(values["encoder"], str),
                 dimension=_typed(values["dimension"], int),
                 settings=_typed(values["settings"], dict),
                 corpus=_typed(values["corpus"], str),
@@ -146,6 +154,10 @@ class Manifest:
         if set(values) != {f for f in cls.__dataclass_fields__}:
             raise IndexCorruptError("the manifest has unexpected or missing fields")
         return manifest
+
+    def model_identity(self) -> tuple[str, str, tuple[tuple[str, str], ...]]:
+        """What questions must be encoded with: the backend, the model and its files' hashes."""
+        return self.encoder, self.model, tuple(sorted((name, r.sha256) for name, r in self.model_files.items()))
 
     def counts(self) -> tuple[int, int]:
         """(indexed documents, passages)."""
@@ -265,6 +277,10 @@ class OpenIndex:
         if now:
             self._close()
 
+    def encoder_identity(self) -> tuple[str, str, tuple[tuple[str, str], ...]]:
+        """Equal for two generations whose questions are encoded the same way."""
+        return self.manifest.model_identity()
+
     def is_current(self) -> bool:
         """True while ``CURRENT`` names this generation."""
         try:
@@ -305,6 +321,7 @@ def _index_file_names(directory: Path) -> list[str]:
         directory / PASSAGES_FILE,
         *sorted((directory / LEXICAL_DIR).iterdir()),
         *sorted((directory / DOCUMENT_LEXICAL_DIR).iterdir()),
+        *(sorted((directory / ENCODER_DIR).iterdir()) if (directory / ENCODER_DIR).is_dir() else []),
     ]
     return [path.relative_to(directory).as_posix() for path in files]
 
@@ -428,31 +445,41 @@ def _read_manifest(directory: Path) -> Manifest:
     return Manifest.from_dict(values)
 
 
+def _damaged(directory: Path, manifest: Manifest, *, deep: bool) -> None:
+    """Raise ``IndexCorruptError`` naming the files that differ from their records."""
+    if not manifest.files:
+        raise IndexCorruptError("the manifest lists no index file")
+    damaged = changed_files(directory, manifest.files, deep=deep)
+    if damaged:
+        raise IndexCorruptError(f"{', '.join(damaged)} missing, truncated or corrupted (checksum mismatch)")
+
+
 def _load(directory: Path, report: IndexReport) -> OpenIndex:
-    """Verify a generation against its manifest's checksums and load its stores."""
+    """Check a generation cheaply against its manifest and load its stores.
+
+    Sizes and modification times are compared (a file whose time moved is hashed); when
+    a store then fails to load, every checksum is verified to name the damaged file.
+    """
     readers = _hold_readers(directory)
     try:
         manifest = _read_manifest(directory)
-        damaged = changed_files(directory, manifest.files, deep=True)
-        if damaged:
-            raise IndexCorruptError(f"{', '.join(damaged)} missing, truncated or corrupted (checksum mismatch)")
-        if not manifest.files:
-            raise IndexCorruptError("the manifest lists no index file")
+        _damaged(directory, manifest, deep=False)
         try:
             vectors = FaissStore.load(directory / VECTORS_FILE)
             lexical = LexicalStore.load(directory / LEXICAL_DIR)
             document_lexical = LexicalStore.load(directory / DOCUMENT_LEXICAL_DIR)
             passages = PassageStore(directory / PASSAGES_FILE, read_only=True)
         except (RuntimeError, OSError, ValueError, sqlite3.DatabaseError) as error:
+            _damaged(directory, manifest, deep=True)
             raise IndexCorruptError(f"index files unreadable ({error})") from None
         try:
-            passages.check()
             if len(vectors) != passages.count() or len(lexical) != len(vectors):
                 raise IndexCorruptError("stores disagree on the number of passages")
             if len(document_lexical) != sum(1 for entry in manifest.sources.values() if entry.passages):
                 raise IndexCorruptError("the document-level lexical store disagrees with the manifest")
         except sqlite3.DatabaseError as error:
             passages.close()
+            _damaged(directory, manifest, deep=True)
             raise IndexCorruptError(f"index files unreadable ({error})") from None
         except IndexCorruptError:
             passages.close()
@@ -476,6 +503,47 @@ def _load_current(index_dir: Path) -> OpenIndex | None:
             if _current_generation(index_dir) == directory:
                 raise IndexCorruptError(f"{CURRENT_FILE} names a missing generation") from None
     raise IndexCorruptError("the index kept changing while it was opened")
+
+
+def check_index(index_dir: Path) -> tuple[list[str], list[str]]:
+    """Verify the current generation completely, in the spirit of ``PRAGMA integrity_check``.
+
+    Every file against its SHA-256, SQLite's integrity check, the stores' agreement and the
+    question encoder. Returns (findings, problems); the index is sound when ``problems`` is empty.
+    """
+    try:
+        index = _load_current(Path(index_dir))
+    except IndexCorruptError as error:
+        return [], [str(error)]
+    if index is None:
+        return [], [f"there is no index in {index_dir}"]
+    findings = [f"generation {index.directory.name}: {index.report.documents} documents, {index.report.passages} passages"]
+    problems: list[str] = []
+    try:
+        damaged = changed_files(index.directory, index.manifest.files, deep=True)
+        problems += [f"{name}: missing or changed since it was written (checksum mismatch)" for name in damaged]
+        if not damaged:
+            findings.append(f"{len(index.manifest.files)} files match their SHA-256 checksums")
+        try:
+            index.passages.check()
+            findings.append("SQLite integrity check: ok")
+        except sqlite3.DatabaseError as error:
+            problems.append(f"{PASSAGES_FILE}: SQLite integrity check failed: {error}")
+        if index.manifest.encoder == ONNX_BACKEND:
+            from .onnx_encoder import OnnxQuestionEncoder
+
+            try:
+                shape = OnnxQuestionEncoder(index.directory / ENCODER_DIR).encode(["integrity check"]).shape
+                if shape != (1, index.manifest.dimension):
+                    raise ModelError(f"it gives vectors of shape {shape}, the index holds {index.manifest.dimension}")
+                findings.append("ONNX question encoder: loads and gives vectors of the index's dimension")
+            except ModelError as error:
+                problems.append(f"{ENCODER_DIR}: {error}")
+        else:
+            findings.append("questions are encoded with sentence-transformers (no ONNX export in this index)")
+    finally:
+        index.close()
+    return findings, problems
 
 
 def load_current(index_dir: Path, settings: IndexSettings) -> OpenIndex | None:
@@ -654,7 +722,7 @@ def _plan(corpus: Corpus, scan: Scan, index_dir: Path, settings: IndexSettings, 
 class _Builder:
     """Writes one new generation: copies the previous one, applies source changes."""
 
-    def __init__(self, corpus: Corpus, settings: IndexSettings, embed: Callable[[], Embedder], progress: bool):
+    def __init__(self, corpus: Corpus, settings: IndexSettings, embed: Callable[[], PassageEmbedder], progress: bool):
         self.corpus = corpus
         self.settings = settings
         self.embed = embed
@@ -694,23 +762,25 @@ class _Builder:
         vectors.save(folder / VECTORS_FILE)
         lexical.save(folder / LEXICAL_DIR)
         document_lexical.save(folder / DOCUMENT_LEXICAL_DIR)
+        model_files = _model_records(self.settings.model)
         return Manifest(
             format=FORMAT_VERSION,
             model=self.settings.model,
-            model_files=_model_records(self.settings.model),
+            model_files=model_files,
+            encoder=_question_encoder_files(embedder, folder / ENCODER_DIR, previous, model_files, report),
             dimension=embedder.dimension,
             settings=self.settings.to_dict(),
             corpus=repr(self.corpus),
             created=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
             sources=dict(sorted(sources.items())),
-            files=records(folder, _index_file_names(folder)),
+            files=records(folder, _index_file_names(folder), with_mtime=True),
         )
 
     def _add_batch(
         self,
         batch: list[str],
         scan: Scan,
-        embedder: Embedder,
+        embedder: PassageEmbedder,
         vectors: FaissStore,
         passages: PassageStore,
         sources: dict[str, SourceEntry],
@@ -756,6 +826,53 @@ class _Builder:
             sentence_row += len(spans)
 
 
+#: Encoder folders of generations this process published, by model identity: later builds link them.
+_ENCODERS: dict[tuple[tuple[str, str], ...], Path] = {}
+
+
+def _question_encoder_files(
+    embedder: PassageEmbedder,
+    target: Path,
+    previous: OpenIndex | None,
+    model_files: dict[str, FileRecord],
+    report: IndexReport,
+) -> str:
+    """Put the torch-free question encoder into ``target``; returns the manifest's ``encoder`` value.
+
+    The files are hard-linked from the previous generation (or from a folder this process
+    made for the same model files) when there is one, else exported once.
+    """
+    identity = tuple(sorted((name, record.sha256) for name, record in model_files.items()))
+    sources = []
+    if previous is not None and previous.manifest.encoder == ONNX_BACKEND and previous.manifest.model_files == model_files:
+        sources.append(previous.directory / ENCODER_DIR)
+    if identity in _ENCODERS:
+        sources.append(_ENCODERS[identity])
+    for source in sources:
+        with contextlib.suppress(OSError):
+            _link_tree(source, target)
+            if all((target / name).is_file() for name in ENCODER_FILES):
+                return ONNX_BACKEND
+        shutil.rmtree(target, ignore_errors=True)
+    try:
+        embedder.export_question_encoder(target)
+    except ModelError as error:
+        shutil.rmtree(target, ignore_errors=True)
+        report.warnings.append(f"questions will be encoded with sentence-transformers (slower start): {error}")
+        return MODEL_BACKEND
+    return ONNX_BACKEND
+
+
+def _link_tree(source: Path, target: Path) -> None:
+    """Hard-link (copy where linking fails) every file of ``source`` into ``target``."""
+    target.mkdir(parents=True)
+    for path in source.iterdir():
+        try:
+            os.link(path, target / path.name)
+        except OSError:
+            shutil.copy2(path, target / path.name)
+
+
 def _passage_ids(passages: PassageStore) -> dict[str, list[int]]:
     """The chunk ids of every stored document that has chunks, by source."""
     by_source = {entry["source"]: passages.filtered_ids(Filters(sources=(entry["source"],))) for entry in passages.documents()}
@@ -792,7 +909,7 @@ def open_index(
     corpus: Corpus,
     index_dir: Path,
     settings: IndexSettings,
-    embed: Callable[[], Embedder],
+    embed: Callable[[], PassageEmbedder],
     *,
     progress: bool = False,
     rebuild: bool = False,
@@ -830,6 +947,8 @@ def open_index(
                     + "; ".join(f"{source}: {why}" for source, why in plan.report.skipped)
                 )
             generation = _publish(index_dir, folder, manifest)
+            if manifest.encoder == ONNX_BACKEND:
+                _ENCODERS[manifest.model_identity()[2]] = generation / ENCODER_DIR
         except BaseException:
             shutil.rmtree(folder, ignore_errors=True)
             raise

@@ -9,10 +9,11 @@ True
 from __future__ import annotations
 
 import contextlib
+import functools
 import re
 import threading
 from collections import OrderedDict
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, TypeVar
@@ -34,9 +35,18 @@ from .config import (
     model_setting,
 )
 from .documents import Corpus, Document, FolderCorpus
-from .embedding import Embedder, load_embedder
+from .embedding import PassageEmbedder, QuestionEncoder, passage_embedder, question_encoder
 from .errors import CorpusError, IndexWriteError, QueryError
-from .index import IndexReport, OpenIndex, WaitNotice, current_marker, load_current, open_index, search_text
+from .index import (
+    ENCODER_DIR,
+    IndexReport,
+    OpenIndex,
+    WaitNotice,
+    current_marker,
+    load_current,
+    open_index,
+    search_text,
+)
 from .rerank import Reranker
 from .stores.lexical import term_overlap
 from .stores.passages import Filters, PassageRecord
@@ -158,12 +168,22 @@ class Retriever:
         index: OpenIndex,
         fusion: FusionSettings = FusionSettings(),
         reranker: Reranker | None = None,
+        *,
+        encoder: QuestionEncoder | None = None,
+        embed: Callable[[], PassageEmbedder] | None = None,
     ) -> None:
+        """Serve ``index``; ``encoder`` encodes questions (default: the one the index's manifest
+        names, see ``embedding.question_encoder``), ``embed`` gives the passage embedder that
+        updates need (default: ``embedding.passage_embedder`` of ``settings.model``)."""
         self.corpus = corpus
         self.index_dir = Path(index_dir)
         self.settings = settings
         self.fusion = fusion
         self.reranker = reranker
+        self._given_encoder = encoder
+        self._encoder = encoder
+        self._encoder_lock = threading.Lock()
+        self._embed = embed or functools.partial(passage_embedder, settings.model)
         self._index = index
         self._marker = current_marker(self.index_dir) if index.is_current() else None
         self._swap_lock = threading.Lock()
@@ -183,21 +203,22 @@ class Retriever:
         progress: bool = False,
         rebuild: bool = False,
         on_wait: WaitNotice | None = None,
+        encoder: QuestionEncoder | None = None,
+        embed: Callable[[], PassageEmbedder] | None = None,
     ) -> Retriever:
         """Open (building or updating as needed) the index of ``corpus`` stored in ``index_dir``.
 
         ``corpus`` is a folder of ``.txt``/``.md`` files or any ``Corpus``. What the call did
         to the index is in :attr:`report`. ``on_wait`` hears when another process is
-        building the index and this call waits for it.
+        building the index and this call waits for it. ``encoder`` and ``embed`` replace the
+        default question encoder and passage embedder (see :class:`Retriever`).
         """
         corpus = FolderCorpus(corpus) if isinstance(corpus, (str, Path)) else corpus
         settings = settings or IndexSettings(model=model_setting())
         index_dir = Path(index_dir)
-        index = open_index(
-            corpus, index_dir, settings, lambda: load_embedder(settings.model),
-            progress=progress, rebuild=rebuild, on_wait=on_wait,
-        )
-        return cls(corpus, index_dir, settings, index, fusion, reranker)
+        embed = embed or functools.partial(passage_embedder, settings.model)
+        index = open_index(corpus, index_dir, settings, embed, progress=progress, rebuild=rebuild, on_wait=on_wait)
+        return cls(corpus, index_dir, settings, index, fusion, reranker, encoder=encoder, embed=embed)
 
     @property
     def report(self) -> IndexReport:
@@ -205,15 +226,19 @@ class Retriever:
         return self._index.report
 
     @property
-    def embedder(self) -> Embedder:
-        """The question encoder (loaded on first use)."""
-        return load_embedder(self.settings.model)
+    def encoder(self) -> QuestionEncoder:
+        """The question encoder of the index being served (loaded on first use)."""
+        with self._encoder_lock:
+            if self._encoder is None:
+                index = self._index
+                self._encoder = question_encoder(index.manifest.encoder, index.directory / ENCODER_DIR, self.settings.model)
+            return self._encoder
 
     def refresh(self, *, progress: bool = False, rebuild: bool = False) -> IndexReport:
         """Bring the index up to date with the corpus (after files were added or changed)."""
         with self._refresh_lock:
             fresh = open_index(
-                self.corpus, self.index_dir, self.settings, lambda: self.embedder, progress=progress, rebuild=rebuild
+                self.corpus, self.index_dir, self.settings, self._embed, progress=progress, rebuild=rebuild
             )
             self._install(fresh)
         return fresh.report
@@ -225,6 +250,10 @@ class Retriever:
             marker = None
         with self._swap_lock:
             old, self._index, self._marker = self._index, fresh, marker
+        if self._given_encoder is None and old.encoder_identity() != fresh.encoder_identity():
+            with self._encoder_lock:
+                self._encoder = None  # the model changed: questions are encoded anew
+            self.forget_questions()
         if old is not fresh:
             old.close()
 
@@ -237,7 +266,7 @@ class Retriever:
                 return
             fresh = load_current(self.index_dir, self.settings)
             if fresh is None:
-                fresh = open_index(self.corpus, self.index_dir, self.settings, lambda: self.embedder)
+                fresh = open_index(self.corpus, self.index_dir, self.settings, self._embed)
             self._install(fresh)
 
     @contextlib.contextmanager
@@ -274,7 +303,7 @@ class Retriever:
                 self._question_vectors.move_to_end(question)
         missing = [q for q in unique if q not in found]
         if missing:
-            found.update(zip(missing, self.embedder.encode(missing)))
+            found.update(zip(missing, self.encoder.encode(missing)))
             with self._cache_lock:
                 for question in missing[-_QUESTION_CACHE_SIZE:]:
                     self._question_vectors[question] = found[question]
@@ -344,7 +373,7 @@ class Retriever:
             except QueryError as error:
                 cleaned.append(error)
         texts = list(dict.fromkeys(q for q in cleaned if isinstance(q, str)))
-        vectors = dict(zip(texts, self.embedder.encode(texts))) if texts else {}
+        vectors = dict(zip(texts, self.encoder.encode(texts))) if texts else {}
         for question, item in zip(questions, cleaned):
             if isinstance(item, QueryError):
                 yield Answer(question, [], str(item))
@@ -545,15 +574,18 @@ def _supporting_sentences(
     plus ``SENTENCE_TERM_WEIGHT`` times the share of the question's stemmed terms it holds.
     A passage without stored sentences offers its first sentence, scored 0.
     """
-    sentences = {record.id: index.passages.sentence_vectors(record.source, record.start, record.end) for record in records}
-    texts = [_slice(record, start, end) for record in records for start, end, _ in sentences[record.id]]
-    overlaps = iter(term_overlap(question, texts))
+    stored = index.passages.sentence_vectors_of([(r.source, s, e) for r in records for s, e in r.sentences])
+    spans = [(record, start, end) for record in records for start, end in record.sentences if (record.source, start, end) in stored]
+    scores = SENTENCE_TERM_WEIGHT * np.asarray(term_overlap(question, [_slice(r, s, e) for r, s, e in spans]))
+    with_vector = [i for i, (r, s, e) in enumerate(spans) if stored[(r.source, s, e)] is not None]
+    if with_vector:
+        scores[with_vector] += np.vstack([stored[(spans[i][0].source, *spans[i][1:])] for i in with_vector]) @ query_vector
+    by_record: dict[int, list[tuple[int, int, float]]] = {}
+    for (record, start, end), score in zip(spans, scores.tolist()):
+        by_record.setdefault(record.id, []).append((start, end, score))
     best: dict[int, tuple[SentenceSpan, float]] = {}
     for record in records:
-        scored = [
-            (start, end, (float(vector @ query_vector) if vector is not None else 0.0) + SENTENCE_TERM_WEIGHT * next(overlaps))
-            for start, end, vector in sentences[record.id]
-        ]
+        scored = by_record.get(record.id, [])
         if not scored:
             start, end = record.sentences[0] if record.sentences else (record.start, record.end)
             scored = [(start, end, 0.0)]

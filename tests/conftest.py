@@ -44,11 +44,11 @@ def seeds_index_template(seeds_copy: Path, tmp_path_factory: pytest.TempPathFact
     """An index folder of the seeds with default settings, built once; copy it, never modify it."""
     from rag.config import IndexSettings
     from rag.documents import FolderCorpus
-    from rag.embedding import load_embedder
+    from rag.embedding import passage_embedder
     from rag.index import open_index
 
     folder = tmp_path_factory.mktemp("index-template")
-    open_index(FolderCorpus(seeds_copy), folder, IndexSettings(), load_embedder).close()
+    open_index(FolderCorpus(seeds_copy), folder, IndexSettings(), passage_embedder).close()
     return folder
 
 
@@ -99,3 +99,8 @@ class HashingEmbedder:
 
     def count_tokens(self, texts: list[str]) -> list[int]:
         return [len(text.split()) for text in texts]
+
+    def export_question_encoder(self, folder: Path) -> None:
+        from rag.onnx_encoder import ExportError
+
+        raise ExportError("the hashing stand-in has no ONNX export")

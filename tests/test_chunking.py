@@ -53,9 +53,9 @@ def chunk_and_check(doc: Document, counter, max_tokens: int, overlap: int) -> li
 
 @pytest.fixture(scope="module")
 def count_tokens():
-    from rag.embedding import load_embedder
+    from rag.embedding import passage_embedder
 
-    return load_embedder().count_tokens
+    return passage_embedder().count_tokens
 
 
 @pytest.mark.parametrize("max_tokens,overlap", [(128, 32), (64, 0), (256, 64), (24, 8)])

@@ -174,7 +174,8 @@ def test_batch_answers_more_questions_than_the_cache_holds(
 
     from .conftest import HashingEmbedder
 
-    monkeypatch.setattr(Retriever, "embedder", property(lambda self: HashingEmbedder()))
+    real_open = Retriever.open
+    monkeypatch.setattr(Retriever, "open", lambda *a, **k: real_open(*a, **k, encoder=HashingEmbedder(), embed=HashingEmbedder))
     run(capsys, "index", "--corpus", str(seeds_copy), "--index-dir", str(tmp_path / "index"))
     batch = tmp_path / "many.txt"
     batch.write_text("\n".join(f"question {i} on Minsk" for i in range(1100)) + "\n", encoding="utf-8")

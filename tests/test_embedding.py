@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from rag.config import BUNDLED_MODEL
-from rag.embedding import load_embedder, offline, resolve_model_path
+from rag.embedding import passage_embedder, offline, resolve_model_path
 from rag.errors import ModelError
 
 
@@ -38,8 +38,8 @@ def test_offline_switches_the_hub_off(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.mark.slow
 def test_vectors_are_normalized_float32_and_similar_texts_are_close() -> None:
-    embedder = load_embedder()
-    assert load_embedder() is embedder  # loaded once per process
+    embedder = passage_embedder()
+    assert passage_embedder() is embedder  # loaded once per process
     vectors = embedder.encode(["Belarus buys Chinese missiles.", "Minsk acquires missiles from China.", "Cake recipe."])
     assert vectors.shape == (3, embedder.dimension) == (3, 384)
     assert vectors.dtype == np.float32
@@ -50,7 +50,7 @@ def test_vectors_are_normalized_float32_and_similar_texts_are_close() -> None:
 
 @pytest.mark.slow
 def test_token_counts_exclude_special_tokens() -> None:
-    embedder = load_embedder()
+    embedder = passage_embedder()
     assert embedder.count_tokens(["", "Minsk", "Minsk and Ankara"]) == [0, 1, 3]
     assert embedder.count_tokens([]) == []
     assert embedder.max_tokens == 256

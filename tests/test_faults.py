@@ -127,11 +127,16 @@ class Replay:
             recorded = pickle.load(handle)
         self.name, self.dimension, self.max_tokens = recorded["name"], recorded["dimension"], recorded["max_tokens"]
         self.vectors, self.tokens = recorded["vectors"], recorded["tokens"]
+        self.encoder = recorded["encoder"]
+
+    def export_question_encoder(self, folder):
+        """The real model's ONNX export, linked from the template index instead of exported again."""
+        shutil.copytree(self.encoder, folder, copy_function=os.link)
 
     def _real(self):
         print("fault driver: embedding cache miss, loading the real model", file=sys.stderr)
-        from rag.embedding import load_embedder
-        return load_embedder(self.name)
+        from rag.embedding import passage_embedder
+        return passage_embedder(self.name)
 
     def encode(self, texts, *, progress=False):
         if not texts:
@@ -224,7 +229,7 @@ def child(command):
     os.dup2(log, 1)  # the driver's stdout is the pipe to the test
     os.dup2(log, 2)
     replay = Replay(command["cache"])
-    rag.retrieval.load_embedder = lambda model=None: replay
+    rag.retrieval.passage_embedder = lambda model=None: replay
     arm(command.get("kill"))
     if command["cli"]:
         argv = ["index", "--corpus", command["corpus"], "--index-dir", command["index"]]
@@ -331,12 +336,18 @@ class Recorder:
     """An ``Embedder`` that remembers every vector and token count of the real model by text."""
 
     def __init__(self) -> None:
-        from rag.embedding import load_embedder
+        from rag.embedding import passage_embedder
 
-        self.real = load_embedder()
+        self.real = passage_embedder()
         self.name, self.dimension, self.max_tokens = self.real.name, self.real.dimension, self.real.max_tokens
         self.vectors: dict[str, Any] = {}
         self.tokens: dict[str, int] = {}
+        self.encoder: Path | None = None
+
+    def export_question_encoder(self, folder: Path) -> None:
+        """Link the learnt index's ONNX export (the real model's) instead of exporting again."""
+        assert self.encoder is not None, "learn() an index first"
+        shutil.copytree(self.encoder, folder, copy_function=os.link)
 
     def encode(self, texts: list[str], *, progress: bool = False):
         import numpy as np
@@ -361,6 +372,7 @@ class Recorder:
 
         index = load_current(index_dir, IndexSettings())
         assert index is not None
+        self.encoder = index.directory / "encoder"
         try:
             rows = index.passages.search_texts()
             vectors = index.vectors.vectors([row[0] for row in rows])
@@ -376,7 +388,7 @@ class Recorder:
     def dump(self, path: Path) -> None:
         with path.open("wb") as handle:
             pickle.dump({"name": self.name, "dimension": self.dimension, "max_tokens": self.max_tokens,
-                         "vectors": self.vectors, "tokens": self.tokens}, handle)
+                         "vectors": self.vectors, "tokens": self.tokens, "encoder": self.encoder}, handle)
 
 
 def change_corpus(kind: str, corpus: Path) -> None:
@@ -424,11 +436,6 @@ def opened_without_building(index_dir: Path, corpus: Path, recorder: Recorder) -
     from rag.documents import FolderCorpus
     from rag.retrieval import Retriever
 
-    class Recorded(Retriever):
-        @property
-        def embedder(self) -> Any:
-            return recorder
-
     write = rag.index._Builder.write
 
     def refuse(*args: Any, **kwargs: Any) -> Any:
@@ -436,7 +443,7 @@ def opened_without_building(index_dir: Path, corpus: Path, recorder: Recorder) -
 
     index = rag.index.load_current(index_dir, IndexSettings())
     assert index is not None, f"the index in {index_dir} does not open without a build"
-    retriever = Recorded(FolderCorpus(corpus), index_dir, IndexSettings(), index)
+    retriever = Retriever(FolderCorpus(corpus), index_dir, IndexSettings(), index, encoder=recorder, embed=lambda: recorder)
     rag.index._Builder.write = refuse
     try:
         yield retriever

@@ -16,14 +16,14 @@ import pytest
 import rag.index
 from rag.config import IndexSettings
 from rag.documents import FolderCorpus
-from rag.embedding import load_embedder
+from rag.embedding import passage_embedder
 from rag.errors import CorpusError, IndexWriteError
-from rag.index import CURRENT_FILE, MANIFEST_FILE, PASSAGES_FILE, VECTORS_FILE, OpenIndex, open_index
+from rag.index import CURRENT_FILE, FORMAT_VERSION, MANIFEST_FILE, PASSAGES_FILE, VECTORS_FILE, OpenIndex, open_index
 
 from .conftest import HashingEmbedder
 
 
-def open_seeds(corpus: Path, index_dir: Path, settings: IndexSettings = IndexSettings(), embed=load_embedder) -> OpenIndex:
+def open_seeds(corpus: Path, index_dir: Path, settings: IndexSettings = IndexSettings(), embed=passage_embedder) -> OpenIndex:
     """Open the index of a folder; ``embed=None`` asserts that nothing needs embedding."""
     return open_index(FolderCorpus(corpus), index_dir, settings, embed)
 
@@ -155,7 +155,8 @@ def test_corpus_with_nothing_indexable_is_an_error(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(
-    "manifest", ["null", "[]", '{"format": 3}', '"text"', '{"format": 3, "sources": 7}', "[" * 100_000],
+    "manifest", ["null", "[]", f'{{"format": {FORMAT_VERSION}}}', '"text"', f'{{"format": {FORMAT_VERSION}, "sources": 7}}',
+                 "[" * 100_000],
     ids=["null", "list", "format-only", "string", "bad-sources", "deeply-nested"],
 )
 def test_malformed_manifest_is_rebuilt_not_a_crash(corpus_dir: Path, seeds_index: Path, manifest: str) -> None:

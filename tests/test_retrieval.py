@@ -8,10 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from rag.config import MAX_K, SEARCH_MODES, FusionSettings, IndexSettings
-from rag.documents import FolderCorpus
+from rag.config import MAX_K, SEARCH_MODES, FusionSettings
 from rag.errors import IndexWriteError, QueryError
-from rag.index import open_index
 from rag.evaluate import evaluate_qa, read_qa
 from rag.ranking import overlap_fraction
 from rag.retrieval import Hit, Retriever
@@ -134,18 +132,9 @@ def test_refresh_indexes_a_new_file_without_reopening(corpus_dir: Path, tmp_path
 # -- reliability: shared between threads, following the index on disk ------------------------------
 
 
-class FastRetriever(Retriever):
+def fast_retriever(corpus: Path, index_dir: Path) -> Retriever:
     """A Retriever over the hashing stand-in embedder, so rebuilds take a fraction of a second."""
-
-    @property
-    def embedder(self):  # type: ignore[override]
-        return HashingEmbedder()
-
-
-def fast_retriever(corpus: Path, index_dir: Path) -> FastRetriever:
-    settings = IndexSettings()
-    index = open_index(FolderCorpus(corpus), index_dir, settings, HashingEmbedder)
-    return FastRetriever(FolderCorpus(corpus), index_dir, settings, index)
+    return Retriever.open(corpus, index_dir, encoder=HashingEmbedder(), embed=HashingEmbedder)
 
 
 def test_searches_survive_refreshes_and_rebuilds_from_other_threads(corpus_dir: Path, tmp_path: Path) -> None:

@@ -9,11 +9,16 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Collection
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+#: Below this many vectors a search runs on one thread: OpenMP's start-up and spinning cost more
+#: than the scan, and its spinning threads slow the question encoder that runs next.
+SINGLE_THREAD_BELOW = 100_000
 
 
 class FaissStore:
@@ -71,6 +76,7 @@ class FaissStore:
         import faiss
 
         queries = np.ascontiguousarray(queries, dtype=np.float32)
+        faiss.omp_set_num_threads(1 if len(self) * len(queries) < SINGLE_THREAD_BELOW else os.cpu_count() or 1)
         k = max(1, min(k, len(self)))
         if allowed is None:
             return self._index.search(queries, k)

@@ -114,9 +114,9 @@ class PassageStore:
             self._db.close()
 
     def check(self) -> None:
-        """Raise ``sqlite3.DatabaseError`` when the file is not a sound database."""
+        """Raise ``sqlite3.DatabaseError`` unless SQLite's full ``integrity_check`` finds the file sound."""
         with self._lock:
-            (result,) = self._db.execute("PRAGMA quick_check").fetchone()
+            (result,) = self._db.execute("PRAGMA integrity_check").fetchone()
         if result != "ok":
             raise sqlite3.DatabaseError(result)
 
@@ -201,6 +201,20 @@ class PassageStore:
             (source, start, end),
         )
         return [(s, e, np.frombuffer(v, dtype=np.float32) if v is not None else None) for s, e, v in rows]
+
+    def sentence_vectors_of(self, keys: Sequence[tuple[str, int, int]]) -> dict[tuple[str, int, int], np.ndarray | None]:
+        """Stored sentences among ``(source, start, end)`` keys with their vectors, in one query per 1,000 keys."""
+        found: dict[tuple[str, int, int], np.ndarray | None] = {}
+        for first in range(0, len(keys), 1000):
+            batch = keys[first : first + 1000]
+            rows = self._query(
+                "SELECT source, start, end, vector FROM sentences WHERE (source, start, end) IN "
+                f"(VALUES {','.join(['(?, ?, ?)'] * len(batch))})",
+                [value for key in batch for value in key],
+            )
+            found.update(((source, start, end), np.frombuffer(v, dtype=np.float32) if v is not None else None)
+                         for source, start, end, v in rows)
+        return found
 
     def filtered_ids(self, filters: Filters) -> list[int]:
         """Chunk ids of documents that match the filters."""
