@@ -32,6 +32,8 @@ ONNX_FILE = "model.onnx"
 TOKENIZER_FILE = "tokenizer.json"
 CONFIG_FILE = "encoder.json"
 FILES = (ONNX_FILE, TOKENIZER_FILE, CONFIG_FILE)
+#: Texts per model call: bounds memory (attention grows with batch x length²).
+BATCH_SIZE = 32
 
 _POOLING_MODES = ("mean", "cls", "max")
 
@@ -139,15 +141,28 @@ class OnnxQuestionEncoder:
         self._np = np
 
     def encode(self, texts: list[str]) -> np.ndarray:
-        """Unit-length float32 vectors, one row per text, as the sentence-transformers pipeline gives them."""
+        """Unit-length float32 vectors, one row per text, as the sentence-transformers pipeline gives them.
+
+        Texts run through the model ``BATCH_SIZE`` at a time, grouped by length, so memory
+        stays bounded however many come and little time goes into padding.
+        """
         np = self._np
+        vectors = np.zeros((len(texts), self.dimension), dtype=np.float32)
         if not texts:
-            return np.zeros((0, self.dimension), dtype=np.float32)
+            return vectors
         encodings = self._tokenizer.encode_batch(list(texts))
+        order = sorted(range(len(texts)), key=lambda row: len(encodings[row].ids))
+        for first in range(0, len(order), BATCH_SIZE):
+            rows = order[first : first + BATCH_SIZE]
+            vectors[rows] = self._run([encodings[row] for row in rows])
+        return vectors
+
+    def _run(self, encodings: list[Any]) -> np.ndarray:
+        np = self._np
         width = max(len(encoding.ids) for encoding in encodings)
-        ids = np.zeros((len(texts), width), dtype=np.int64)
-        mask = np.zeros((len(texts), width), dtype=np.int64)
-        types = np.zeros((len(texts), width), dtype=np.int64)
+        ids = np.zeros((len(encodings), width), dtype=np.int64)
+        mask = np.zeros((len(encodings), width), dtype=np.int64)
+        types = np.zeros((len(encodings), width), dtype=np.int64)
         for row, encoding in enumerate(encodings):
             ids[row, : len(encoding.ids)] = encoding.ids
             mask[row, : len(encoding.ids)] = 1
@@ -162,4 +177,4 @@ class OnnxQuestionEncoder:
             pooled = (hidden * mask[..., None]).sum(axis=1) / np.maximum(mask.sum(axis=1, keepdims=True), 1)
         if self._normalize:
             pooled = pooled / np.maximum(np.linalg.norm(pooled, axis=1, keepdims=True), 1e-12)
-        return np.ascontiguousarray(pooled, dtype=np.float32)
+        return pooled

@@ -193,3 +193,19 @@ def test_a_file_name_that_is_not_utf8_never_stops_ask(capsys, corpus_dir: Path, 
     status, out, err = run(capsys, "ask", "Polonaise", "--json", "--corpus", str(corpus_dir), "--index-dir", str(seeds_index))
     assert status == 0 and json.loads(out)["hits"]
     assert "skipped report-\\xe9.txt: the name is not valid UTF-8; rename it" in err
+
+
+def test_index_check_verifies_everything_and_fails_on_damage(capsys, corpus_dir: Path, seeds_index: Path) -> None:
+    status, out, _ = run(capsys, "index", "--check", "--index-dir", str(seeds_index))
+    assert status == 0 and "files match their SHA-256 checksums" in out and "SQLite integrity check: ok" in out
+    assert "ONNX question encoder: loads" in out and out.rstrip().endswith("sound")
+    generation = seeds_index / (seeds_index / CURRENT_FILE).read_text().strip()
+    data = bytearray((generation / VECTORS_FILE).read_bytes())
+    data[100] ^= 0xFF  # same size: only a full check sees it
+    (generation / VECTORS_FILE).write_bytes(bytes(data))
+    status, out, _ = run(capsys, "index", "--check", "--index-dir", str(seeds_index))
+    assert status == 1 and f"DAMAGED: {VECTORS_FILE}" in out and "checksum mismatch" in out and "rag index --rebuild" in out
+    status, _, err = run(capsys, "index", "--check", "--rebuild", "--index-dir", str(seeds_index))
+    assert status == 2 and "not both" in err
+    status, out, _ = run(capsys, "index", "--check", "--index-dir", str(corpus_dir / "nowhere"))
+    assert status == 1 and "there is no index" in out

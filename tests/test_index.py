@@ -18,7 +18,7 @@ from rag.config import IndexSettings
 from rag.documents import FolderCorpus
 from rag.embedding import passage_embedder
 from rag.errors import CorpusError, IndexWriteError
-from rag.index import CURRENT_FILE, FORMAT_VERSION, MANIFEST_FILE, PASSAGES_FILE, VECTORS_FILE, OpenIndex, open_index
+from rag.index import CURRENT_FILE, ENCODER_DIR, FORMAT_VERSION, MANIFEST_FILE, PASSAGES_FILE, VECTORS_FILE, OpenIndex, open_index
 
 from .conftest import HashingEmbedder
 
@@ -267,3 +267,34 @@ def test_a_generation_is_removed_only_when_nobody_serves_it(corpus_dir: Path, se
     assert served.closed and not old.exists()
     rebuilt.close()
     assert rebuilt.directory.is_dir()  # the current generation stays
+
+
+# -- speed: opening does not hash; the question encoder is linked, not copied -----------------
+
+
+def test_opening_hashes_only_files_whose_time_moved(corpus_dir: Path, seeds_index: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import rag.checksums
+
+    hashed: list[str] = []
+    real = rag.checksums.sha256_file
+    monkeypatch.setattr(rag.checksums, "sha256_file", lambda path: hashed.append(path.name) or real(path))
+    open_seeds(corpus_dir, seeds_index, embed=None).close()
+    assert hashed == []  # sizes and times match: nothing is read
+    generation = live_generation(seeds_index)
+    os.utime(generation / VECTORS_FILE, ns=(1, 1))
+    assert open_seeds(corpus_dir, seeds_index, embed=None).report.action == "opened"
+    assert hashed == [VECTORS_FILE]  # time moved, content did not: hashed, still sound
+    data = bytearray((generation / PASSAGES_FILE).read_bytes())
+    data[-1] ^= 0xFF  # same size, new content, new time
+    (generation / PASSAGES_FILE).write_bytes(bytes(data))
+    recovered = open_seeds(corpus_dir, seeds_index, embed=HashingEmbedder)
+    assert recovered.report.action == "rebuilt" and "passages.sqlite" in recovered.report.reason
+
+
+def test_updates_link_the_question_encoder_instead_of_exporting_it(corpus_dir: Path, seeds_index: Path) -> None:
+    before = (live_generation(seeds_index) / ENCODER_DIR / "model.onnx").stat().st_ino
+    (corpus_dir / "memo.md").write_text("Belarus ordered radars.", encoding="utf-8")
+    updated = open_seeds(corpus_dir, seeds_index, embed=HashingEmbedder)  # HashingEmbedder cannot export
+    after = updated.directory / ENCODER_DIR / "model.onnx"
+    assert updated.report.action == "updated" and updated.manifest.encoder == "onnx"
+    assert after.stat().st_ino == before  # the same file on disk for both generations
