@@ -130,6 +130,13 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--read-only", action="store_true",
                        help="serve search only: no uploads, no rebuilds from the page")
 
+    bench = commands.add_parser("bench", help="measure the question path's speed against a plain reference recipe")
+    _add_index_options(bench)
+    bench.add_argument("--runs", type=_positive, default=5, help="fresh processes per cold-start figure (default: 5)")
+    bench.add_argument("--questions", type=_positive, default=10_000,
+                       help="distinct questions in the batch run (default: 10000)")
+    bench.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
+
     evaluate = commands.add_parser("eval", help="measure retrieval quality on a BEIR dataset folder or a QA file")
     evaluate.add_argument("dataset", type=Path, metavar="DATASET",
                           help="BEIR folder (corpus.jsonl, queries.jsonl, qrels/SPLIT.tsv) or a QA .jsonl file "
@@ -372,8 +379,18 @@ def _eval(args: argparse.Namespace, out: TextIO) -> int:
     return 0
 
 
+def _bench(args: argparse.Namespace, out: TextIO) -> int:
+    from .speed import markdown, run_bench
+
+    print("rag: benchmarking (a few minutes: cold starts, warm queries, a batch run, then the reference)",
+          file=sys.stderr)
+    result = run_bench(args.corpus, args.index_dir, runs=args.runs, batch_questions=args.questions)
+    out.write(json.dumps(result) + "\n" if args.json else markdown(result))
+    return 0
+
+
 #: Each subcommand is a parser entry in ``build_parser`` and a function (args, out) -> exit status here.
-COMMANDS = {"index": _index, "ask": _ask, "serve": _serve, "eval": _eval}
+COMMANDS = {"index": _index, "ask": _ask, "serve": _serve, "eval": _eval, "bench": _bench}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -292,6 +292,11 @@ class Retriever:
         with self._lease() as index:
             return index.passages.document(source)
 
+    def passage_vectors(self) -> np.ndarray:
+        """Every stored passage vector, in passage-id order (what a reference recipe searches)."""
+        with self._lease() as index:
+            return index.vectors.vectors([row[0] for row in index.passages.search_texts()])
+
     # -- searching -------------------------------------------------------------
 
     def encode_questions(self, questions: Sequence[str]) -> np.ndarray:
