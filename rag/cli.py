@@ -12,7 +12,7 @@ import json
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, BinaryIO, TextIO
+from typing import TYPE_CHECKING, Any, BinaryIO, NoReturn, TextIO
 
 from .config import (
     DEFAULT_CORPUS,
@@ -98,12 +98,24 @@ def _add_search_options(parser: argparse.ArgumentParser) -> None:
     filters.add_argument("--date-to", metavar="YYYY-MM-DD", help="only briefs whose week starts on or before this date")
 
 
+class _Parser(argparse.ArgumentParser):
+    """An argument parser whose mistakes are one line and a hint, not the whole usage block."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``rag`` command."""
-    parser = argparse.ArgumentParser(
-        prog="rag", description="Ask questions of security briefs; get cited passages back."
-    )
-    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    from importlib.metadata import PackageNotFoundError, version
+
+    parser = _Parser(prog="rag", description="Ask questions of security briefs; get cited passages back.")
+    try:
+        installed = version("belarus-rag")
+    except PackageNotFoundError:  # pragma: no cover - running from a source tree
+        installed = "unknown (not installed)"
+    parser.add_argument("--version", action="version", version=f"rag {installed}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=_Parser)
 
     index = commands.add_parser("index", help="build or update the index of a corpus folder")
     _add_index_options(index)
@@ -400,7 +412,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return COMMANDS[args.command](args, sys.stdout)
     except UsageError as error:
-        parser.exit(EXIT_USAGE, f"rag {args.command}: error: {error}\n")
+        parser.exit(EXIT_USAGE, f"rag {args.command}: error: {error} (see rag {args.command} --help)\n")
     except RagError as error:
         print(f"rag: error: {error}", file=sys.stderr)
         return EXIT_FAILURE

@@ -89,6 +89,7 @@ def test_batch_plain_and_jsonl_keep_order(capsys, tmp_path: Path, seeds_copy: Pa
 def test_usage_errors_exit_2_with_one_line(capsys, argv: list[str], message: str) -> None:
     status, _, err = run(capsys, *argv)
     assert status == 2 and message in err and "Traceback" not in err
+    assert len(err.strip().splitlines()) == 1 and err.rstrip().endswith("--help)")
 
 
 def test_failures_exit_1_with_one_line(capsys, tmp_path: Path) -> None:
@@ -209,3 +210,8 @@ def test_index_check_verifies_everything_and_fails_on_damage(capsys, corpus_dir:
     assert status == 2 and "not both" in err
     status, out, _ = run(capsys, "index", "--check", "--index-dir", str(corpus_dir / "nowhere"))
     assert status == 1 and "there is no index" in out
+
+
+def test_version(capsys) -> None:
+    status, out, _ = run(capsys, "--version")
+    assert status == 0 and out.startswith("rag ")
