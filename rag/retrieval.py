@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import itertools
 import re
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
@@ -356,21 +358,27 @@ class Retriever:
 
         Yields one :class:`Answer` per question as soon as it is ready; a question that
         cannot be searched (empty, broken characters) gets an answer with its ``error``.
-        Memory stays flat however many questions come: they bypass the question cache.
+        The next batch is encoded on a worker thread while this one is searched (the
+        encoder releases the GIL). Memory stays flat however many questions come: at most
+        two batches are held, and they bypass the question cache.
         """
         validate_query("-", k, mode)
         _check_mmr(mmr)
-        batch: list[str] = []
-        for question in questions:
-            batch.append(question)
-            if len(batch) == QUESTION_BATCH:
-                yield from self._answer_batch(batch, k, mode, filters, mmr)
-                batch = []
-        yield from self._answer_batch(batch, k, mode, filters, mmr)
+        remaining = iter(questions)
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="rag-encode") as worker:
+            pending = None
+            while batch := list(itertools.islice(remaining, QUESTION_BATCH)):
+                upcoming = worker.submit(self._encode_batch, batch, k, mode)
+                if pending is not None:
+                    yield from self._answer_batch(*pending.result(), k, mode, filters, mmr)
+                pending = upcoming
+            if pending is not None:
+                yield from self._answer_batch(*pending.result(), k, mode, filters, mmr)
 
-    def _answer_batch(
-        self, questions: list[str], k: int, mode: str, filters: Filters | None, mmr: float | None
-    ) -> Iterator[Answer]:
+    def _encode_batch(
+        self, questions: list[str], k: int, mode: str
+    ) -> tuple[list[str], list[str | QueryError], dict[str, np.ndarray]]:
+        """The batch, each question validated (or its error), and the vectors of the valid ones."""
         cleaned: list[str | QueryError] = []
         for question in questions:
             try:
@@ -378,7 +386,18 @@ class Retriever:
             except QueryError as error:
                 cleaned.append(error)
         texts = list(dict.fromkeys(q for q in cleaned if isinstance(q, str)))
-        vectors = dict(zip(texts, self.encoder.encode(texts))) if texts else {}
+        return questions, cleaned, dict(zip(texts, self.encoder.encode(texts))) if texts else {}
+
+    def _answer_batch(
+        self,
+        questions: list[str],
+        cleaned: list[str | QueryError],
+        vectors: dict[str, np.ndarray],
+        k: int,
+        mode: str,
+        filters: Filters | None,
+        mmr: float | None,
+    ) -> Iterator[Answer]:
         for question, item in zip(questions, cleaned):
             if isinstance(item, QueryError):
                 yield Answer(question, [], str(item))
