@@ -463,7 +463,7 @@ class Retriever:
             ranked = self._rerank(index, question, ranked[: max(4 * k, 20)])
         records = index.passages.passages([passage_id for passage_id, _ in ranked[: 8 * k + 20]])
         ordered = [(records[i], score) for i, score in ranked if i in records]
-        quotes: dict[int, tuple[SentenceSpan, float]] = {}
+        quotes: dict[int, list[tuple[SentenceSpan, float]]] = {}
         if mode == "hybrid" and self.reranker is None and self.fusion.sentence_weight:
             quotes = _supporting_sentences(index, [record for record, _ in ordered], query_vector, question)
             ordered = _add_sentence_scores(ordered, quotes, self.fusion.sentence_weight)
@@ -471,10 +471,20 @@ class Retriever:
         if mmr is not None and ordered:
             vectors = index.vectors.vectors([record.id for record, _ in ordered])
             ordered = [ordered[i] for i in ranking.maximal_marginal_relevance(query_vector, vectors, k, mmr)]
-        top = ordered[:k]
-        unquoted = [record for record, _ in top if record.id not in quotes]
-        quotes.update(_supporting_sentences(index, unquoted, query_vector, question))
-        return [_hit(rank, record, score, quotes[record.id][0]) for rank, (record, score) in enumerate(top, start=1)]
+        hits: list[Hit] = []
+        quoted: set[tuple[str, int, int]] = set()
+        for position, (record, score) in enumerate(ordered):
+            if len(hits) == k:
+                break
+            if record.id not in quotes:  # score the sentences of the next k candidates at once
+                upcoming = [r for r, _ in ordered[position : position + k] if r.id not in quotes]
+                quotes.update(_supporting_sentences(index, upcoming, query_vector, question))
+            # The best sentence no higher hit quotes already; a passage with nothing new to quote is left out.
+            sentence = next((span for span, _ in quotes[record.id] if (record.source, span.start, span.end) not in quoted), None)
+            if sentence is not None:
+                quoted.add((record.source, sentence.start, sentence.end))
+                hits.append(_hit(len(hits) + 1, record, score, sentence))
+        return hits
 
     def _rank(
         self,
@@ -582,17 +592,17 @@ def _hit(rank: int, record: PassageRecord, score: float, sentence: SentenceSpan)
 
 
 def _add_sentence_scores(
-    ordered: list[tuple[PassageRecord, float]], quotes: dict[int, tuple[SentenceSpan, float]], weight: float
+    ordered: list[tuple[PassageRecord, float]], quotes: dict[int, list[tuple[SentenceSpan, float]]], weight: float
 ) -> list[tuple[PassageRecord, float]]:
-    """Passages re-scored with ``weight`` times their supporting sentence's score, best first."""
-    rescored = [(record, score + weight * quotes[record.id][1]) for record, score in ordered]
+    """Passages re-scored with ``weight`` times their best sentence's score, best first."""
+    rescored = [(record, score + weight * quotes[record.id][0][1]) for record, score in ordered]
     return sorted(rescored, key=lambda item: -item[1])
 
 
 def _supporting_sentences(
     index: OpenIndex, records: Sequence[PassageRecord], query_vector: np.ndarray, question: str
-) -> dict[int, tuple[SentenceSpan, float]]:
-    """For each passage id, the passage sentence that best answers the question, and its score.
+) -> dict[int, list[tuple[SentenceSpan, float]]]:
+    """For each passage id, its sentences with their scores, the best answer to the question first.
 
     A sentence scores the cosine of its stored vector with the question (0 without one)
     plus ``SENTENCE_TERM_WEIGHT`` times the share of the question's stemmed terms it holds.
@@ -607,15 +617,15 @@ def _supporting_sentences(
     by_record: dict[int, list[tuple[int, int, float]]] = {}
     for (record, start, end), score in zip(spans, scores.tolist()):
         by_record.setdefault(record.id, []).append((start, end, score))
-    best: dict[int, tuple[SentenceSpan, float]] = {}
+    ranked: dict[int, list[tuple[SentenceSpan, float]]] = {}
     for record in records:
         scored = by_record.get(record.id, [])
         if not scored:
             start, end = record.sentences[0] if record.sentences else (record.start, record.end)
             scored = [(start, end, 0.0)]
-        start, end, score = max(scored, key=lambda item: item[2])
-        best[record.id] = (SentenceSpan(_slice(record, start, end), start, end), score)
-    return best
+        scored.sort(key=lambda item: -item[2])
+        ranked[record.id] = [(SentenceSpan(_slice(record, start, end), start, end), score) for start, end, score in scored]
+    return ranked
 
 
 def _slice(record: PassageRecord, start: int, end: int) -> str:

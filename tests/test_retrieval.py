@@ -262,3 +262,16 @@ def test_another_process_serving_the_index_follows_a_rebuild_made_here(corpus_di
     finally:
         server.kill()
         server.wait()
+
+
+@pytest.mark.parametrize("mode", SEARCH_MODES)
+def test_no_sentence_is_quoted_twice_in_one_result_list(seeds_retriever: Retriever, mode: str) -> None:
+    from rag.stores.passages import Filters as F
+
+    cases = [("military cooperation", F(date_from="2019-01-01")), ("military cooperation", None),
+             ("China", None), ("Turkey Roketsan Aselsan", None), ("exports", F(sources=("002_ad1ab4cf14487f8f.txt",)))]
+    for question, filters in cases:
+        hits = seeds_retriever.search(question, k=10, mode=mode, filters=filters)
+        quotes = [(h.source, h.sentence.start, h.sentence.end) for h in hits]
+        assert hits and len(quotes) == len(set(quotes)), (question, quotes)
+        assert [h.rank for h in hits] == list(range(1, len(hits) + 1))
