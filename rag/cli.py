@@ -24,7 +24,7 @@ from .config import (
     MAX_K,
     SEARCH_MODES,
 )
-from .errors import RagError
+from .errors import QueryError, RagError
 from .serving import AUTH_ENV
 
 if TYPE_CHECKING:
@@ -203,7 +203,17 @@ def _filters(args: argparse.Namespace) -> Filters:
                 date.fromisoformat(value)
             except ValueError:
                 raise UsageError(f"--{name.replace('_', '-')} must be a date like 2019-04-15, got {value!r}") from None
+    if args.date_from and args.date_to and args.date_from > args.date_to:
+        raise UsageError(f"the date range is reversed: --date-from {args.date_from} is after --date-to {args.date_to}")
     return Filters(tuple(args.source), tuple(args.category), tuple(args.trend), args.date_from, args.date_to)
+
+
+def _resolved(retriever: Retriever, kwargs: dict[str, Any]) -> dict[str, Any]:
+    """``kwargs`` with the filters matched to the index; a filter that matches nothing is a usage error."""
+    try:
+        return {**kwargs, "filters": retriever.resolve_filters(kwargs["filters"])}
+    except QueryError as error:
+        raise UsageError(str(error)) from None
 
 
 def _open_batch(name: str) -> BinaryIO:
@@ -271,6 +281,7 @@ def _ask_batch(args: argparse.Namespace, out: TextIO) -> int:
     kwargs = _search_kwargs(args)
     handle = _open_batch(args.batch)
     retriever = _open(args)
+    kwargs = _resolved(retriever, kwargs)
     started, answered = time.perf_counter(), 0
     with contextlib.closing(handle) if handle is not sys.stdin.buffer else contextlib.nullcontext():
         lines = _read_batch(handle)
@@ -296,20 +307,20 @@ def _ask(args: argparse.Namespace, out: TextIO) -> int:
         raise UsageError("the question is empty: rag ask \"What did Belarus seek from China?\"")
     kwargs = _search_kwargs(args)
     retriever = _open(args)
+    kwargs = _resolved(retriever, kwargs)
     hits = retriever.search(args.question, **kwargs)
     if args.json:
         from .retrieval import results_payload
 
         out.write(json.dumps(results_payload(args.question, hits), ensure_ascii=False, indent=2) + "\n")
+    elif not hits:
+        out.write(f"No passage found: {retriever.explain_empty(args.question, args.mode, kwargs['filters'])}.\n")
     else:
-        _print_hits(args.question, hits, out)
+        _print_hits(hits, out)
     return 0
 
 
-def _print_hits(question: str, hits: Sequence[Hit], out: TextIO) -> None:
-    if not hits:
-        out.write("No passage matches (check the filters).\n")
-        return
+def _print_hits(hits: Sequence[Hit], out: TextIO) -> None:
     marked = out.isatty()
     for hit in hits:
         week = f"{hit.week_start} – {hit.week_end}" if hit.week_start else "no date"

@@ -342,8 +342,46 @@ class Retriever:
         """
         question = validate_query(question, k, mode)
         _check_mmr(mmr)
+        filters = self.resolve_filters(filters)
         vector = self.encode_questions([question])[0]
         return self._answer(question, vector, k, mode, filters, mmr)
+
+    def resolve_filters(self, filters: Filters | None) -> Filters | None:
+        """``filters`` as the index names things; raises ``QueryError`` for one that matches nothing.
+
+        A source may be given as its name, a path inside the corpus folder or an unambiguous
+        prefix of either; categories match regardless of case; a reversed week range is refused.
+        """
+        if filters is None or filters.is_empty():
+            return filters
+        if filters.date_from and filters.date_to and filters.date_from > filters.date_to:
+            raise QueryError(f"the date range is reversed: {filters.date_from} is after {filters.date_to}")
+        documents = self.documents()
+        root = getattr(self.corpus, "root", None)
+        sources = tuple(_match_source(given, [doc["source"] for doc in documents], root) for given in filters.sources)
+        known = sorted({doc["category"] for doc in documents if doc["category"]})
+        categories = []
+        for given in filters.categories:
+            matches = [category for category in known if category.casefold() == given.strip().casefold()]
+            if not matches:
+                raise QueryError(f"no indexed brief has the category {given!r} (there are: {', '.join(known) or 'none'})")
+            categories.extend(matches)
+        return replace(filters, sources=sources, categories=tuple(categories))
+
+    def explain_empty(self, question: str, mode: str, filters: Filters | None) -> str:
+        """Why a search found nothing, in one sentence an interface can show."""
+        filters = self.resolve_filters(filters)
+        if filters is not None and not filters.is_empty():
+            with self._lease() as index:
+                if not index.passages.filtered_ids(filters):
+                    alone = [name for name, single in _single_filters(filters) if not index.passages.filtered_ids(single)]
+                    return ("no indexed passage matches " + (" and ".join(alone) if alone else "all the filters together")
+                            + ": widen or clear a filter")
+        if mode == "bm25":
+            with self._lease() as index:
+                if not index.lexical.search(question, 1)[1].size:
+                    return "no word of the question is in the index (BM25 matches words): try hybrid or dense mode"
+        return "nothing matched: try another wording or search mode"
 
     def search_many(
         self,
@@ -364,6 +402,7 @@ class Retriever:
         """
         validate_query("-", k, mode)
         _check_mmr(mmr)
+        filters = self.resolve_filters(filters)
         remaining = iter(questions)
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="rag-encode") as worker:
             pending = None
@@ -556,6 +595,43 @@ class Retriever:
         texts = [search_text(records[i].kind, records[i].title, records[i].text) for i in ids]
         scores = self.reranker.score(question, texts)
         return sorted(zip(ids, scores), key=lambda item: -item[1])
+
+def _match_source(given: str, known: Sequence[str], root: Path | None) -> str:
+    """The indexed source that ``given`` names: exactly, as a path inside the corpus, or by a unique prefix."""
+    text = given.strip()
+    if text in known:
+        return text
+    candidates = [text.removeprefix("./")]
+    if root is not None:
+        with contextlib.suppress(ValueError, OSError):
+            candidates.append(Path(text).resolve().relative_to(Path(root).resolve()).as_posix())
+    for candidate in candidates:
+        if candidate in known:
+            return candidate
+    for matches in ([s for s in known if Path(s).name == text],
+                    [s for s in known if any(s.startswith(c) or Path(s).name.startswith(c) for c in candidates if c)]):
+        if len(matches) == 1:
+            return matches[0]
+        if len(matches) > 1:
+            shown = ", ".join(matches[:5]) + (", ..." if len(matches) > 5 else "")
+            raise QueryError(f"--source {given!r} matches {len(matches)} briefs ({shown}): give more of the name")
+    raise QueryError(f"no indexed brief is named {given!r} (names are paths inside the corpus folder, e.g. {known[0]})")
+
+
+def _single_filters(filters: Filters) -> list[tuple[str, Filters]]:
+    """Each restriction of ``filters`` alone, with a description."""
+    singles = []
+    if filters.sources:
+        singles.append((f"brief {', '.join(filters.sources)}", Filters(sources=filters.sources)))
+    if filters.categories:
+        singles.append((f"category {', '.join(filters.categories)}", Filters(categories=filters.categories)))
+    if filters.trends:
+        singles.append((f"trend {', '.join(filters.trends)}", Filters(trends=filters.trends)))
+    if filters.date_from or filters.date_to:
+        singles.append((f"weeks {filters.date_from or '…'} to {filters.date_to or '…'}",
+                        Filters(date_from=filters.date_from, date_to=filters.date_to)))
+    return singles
+
 
 def _check_mmr(mmr: float | None) -> None:
     if mmr is not None and not 0.0 <= mmr <= 1.0:

@@ -193,9 +193,9 @@ class SearchApp:
         payload = results_payload(question, hits)
         scope = _describe(filters, {doc["source"]: doc["title"] for doc in self.retriever.documents()})
         if not hits:
-            advice = "Widen the week range or clear a filter." if scope else "Try another wording or search mode."
+            why = self.retriever.explain_empty(question, mode, filters)
             details = [f"Filters: {scope}"] if scope else []
-            return message(f"No passage matches. {advice}", "warning", details), "", payload
+            return message(_capitalized(f"no passage found: {why}."), "warning", details), "", payload
         summary = f"{len(hits)} passage{'s' if len(hits) > 1 else ''} for “{question.strip()}” ({mode} search)"
         return message(summary + (f" · {scope}" if scope else "")), result_cards(payload["hits"]), payload
 

@@ -215,3 +215,15 @@ def test_index_check_verifies_everything_and_fails_on_damage(capsys, corpus_dir:
 def test_version(capsys) -> None:
     status, out, _ = run(capsys, "--version")
     assert status == 0 and out.startswith("rag ")
+
+
+def test_filter_mistakes_are_usage_errors_and_empty_results_say_why(capsys, seeds_copy: Path, index_dir: Path) -> None:
+    options = ["--corpus", str(seeds_copy), "--index-dir", str(index_dir)]
+    status, _, err = run(capsys, "ask", "China", "--date-from", "2019-05-01", "--date-to", "2019-01-01", *options)
+    assert status == 2 and "reversed" in err
+    status, _, err = run(capsys, "ask", "China", "--source", "00", *options)
+    assert status == 2 and "matches 5 briefs" in err
+    status, out, _ = run(capsys, "ask", "China", "--source", "003", "-k", "1", "--json", *options)
+    assert status == 0 and json.loads(out)["hits"][0]["source"] == CHINA
+    status, out, _ = run(capsys, "ask", "China", "--trend", "worse", *options)
+    assert status == 0 and out == "No passage found: no indexed passage matches trend worse: widen or clear a filter.\n"

@@ -275,3 +275,29 @@ def test_no_sentence_is_quoted_twice_in_one_result_list(seeds_retriever: Retriev
         quotes = [(h.source, h.sentence.start, h.sentence.end) for h in hits]
         assert hits and len(quotes) == len(set(quotes)), (question, quotes)
         assert [h.rank for h in hits] == list(range(1, len(hits) + 1))
+
+
+def test_filters_name_briefs_loosely_but_never_match_nothing_silently(seeds_retriever: Retriever, seeds_copy: Path) -> None:
+    from rag.stores.passages import Filters as F
+
+    for given in (CHINA, "003", "003_d66b", f"./{CHINA}", str(seeds_copy / CHINA)):
+        resolved = seeds_retriever.resolve_filters(F(sources=(given,)))
+        assert resolved is not None and resolved.sources == (CHINA,), given
+    assert seeds_retriever.resolve_filters(F(categories=("SECURITY issues",))).categories == ("Security issues",)  # type: ignore[union-attr]
+    for filters, message in [(F(sources=("00",)), "matches 5 briefs"), (F(sources=("nope.txt",)), "no indexed brief is named"),
+                             (F(categories=("weather",)), "no indexed brief has the category"),
+                             (F(date_from="2019-05-01", date_to="2019-01-01"), "reversed")]:
+        with pytest.raises(QueryError, match=message):
+            seeds_retriever.search("China", filters=filters)
+
+
+def test_an_empty_result_says_why(seeds_retriever: Retriever) -> None:
+    from rag.stores.passages import Filters as F
+
+    assert seeds_retriever.search("China", filters=F(trends=("worse",))) == []
+    assert seeds_retriever.explain_empty("China", "hybrid", F(trends=("worse",))) == (
+        "no indexed passage matches trend worse: widen or clear a filter")
+    both = F(sources=(CHINA,), date_from="2019-01-01")  # each alone matches, together nothing
+    assert "all the filters together" in seeds_retriever.explain_empty("China", "hybrid", both)
+    assert seeds_retriever.search("zzzqqq xyzzy", mode="bm25") == []
+    assert "no word of the question is in the index" in seeds_retriever.explain_empty("zzzqqq xyzzy", "bm25", None)

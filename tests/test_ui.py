@@ -84,7 +84,7 @@ def test_filters_return_only_matching_briefs_and_k_results(app: SearchApp, filte
 
 def test_no_match_and_bad_input_give_messages_not_tracebacks(app: SearchApp) -> None:
     status, cards, payload = search(app, date_from="2030-01-01")
-    assert "No passage matches" in status and "weeks 2030-01-01" in status and cards == "" and payload["hits"] == []
+    assert "No passage found: no indexed passage matches weeks 2030-01-01" in status and cards == "" and payload["hits"] == []
     for kwargs, expected in [
         ({"question": "   "}, "The question is empty"),
         ({"date_from": "last week"}, "must be a date like"),
