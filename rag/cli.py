@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO, NoReturn, TextIO
 
 from .config import (
+    ANSWER_THRESHOLD,
     DEFAULT_CORPUS,
     DEFAULT_INDEX_DIR,
     DEFAULT_K,
@@ -163,6 +164,11 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--corpus", type=Path,
                           help=f"QA file only: folder of the documents it asks about (default: {DEFAULT_CORPUS}/)")
     evaluate.add_argument("--json", action="store_true", help="print one JSON object instead of text")
+    evaluate.add_argument("--unanswerable", type=Path, metavar="FILE",
+                          help="QA file only: JSONL of questions the corpus does not answer; reports how many are "
+                               "flagged as not found")
+    evaluate.add_argument("--fit-confidence", action="store_true",
+                          help="with --unanswerable: print confidence weights fitted on these sets instead of scores")
     return parser
 
 
@@ -305,6 +311,8 @@ def _ask(args: argparse.Namespace, out: TextIO) -> int:
         return _ask_batch(args, out)
     if args.question is None or not args.question.strip():
         raise UsageError("the question is empty: rag ask \"What did Belarus seek from China?\"")
+    from .retrieval import answer_found
+
     kwargs = _search_kwargs(args)
     retriever = _open(args)
     kwargs = _resolved(retriever, kwargs)
@@ -316,6 +324,9 @@ def _ask(args: argparse.Namespace, out: TextIO) -> int:
     elif not hits:
         out.write(f"No passage found: {retriever.explain_empty(args.question, args.mode, kwargs['filters'])}.\n")
     else:
+        if not answer_found(hits):
+            out.write(f"The briefs do not seem to answer this question (best confidence {max(h.confidence for h in hits):.2f}"
+                      f" < {ANSWER_THRESHOLD}). The nearest passages:\n")
         _print_hits(hits, out)
     return 0
 
@@ -324,7 +335,7 @@ def _print_hits(hits: Sequence[Hit], out: TextIO) -> None:
     marked = out.isatty()
     for hit in hits:
         week = f"{hit.week_start} – {hit.week_end}" if hit.week_start else "no date"
-        out.write(f"\n#{hit.rank}  score {hit.score:.3f}  {hit.title}\n")
+        out.write(f"\n#{hit.rank}  score {hit.score:.3f}  confidence {hit.confidence:.2f}  {hit.title}\n")
         out.write(f"    {week} · {hit.source} [{hit.start}:{hit.end}]\n")
         before = hit.text[: hit.sentence.start - hit.start]
         after = hit.text[hit.sentence.end - hit.start :]
@@ -370,6 +381,7 @@ _EVAL_LABELS = {
     "ndcg@10": "nDCG@10", "recall@1": "Recall@1", "recall@5": "Recall@5", "recall@10": "Recall@10",
     "recall@100": "Recall@100", "mrr@10": "MRR@10", "sentence_holds_evidence": "sentence holds evidence",
     "evidence_in_top5": "evidence in top 5", "queries_per_second": "queries/s",
+    "answerable_flagged": "answerable called unanswered", "unanswerable_flagged": "unanswerable flagged",
 }
 
 
@@ -388,17 +400,25 @@ def _eval(args: argparse.Namespace, out: TextIO) -> int:
         heading = f"{report.dataset} · {report.split} split · {report.queries} queries · mode {report.mode}"
     else:
         examples = evaluate.read_qa(args.dataset)[: args.limit]
+        unanswerable = evaluate.read_unanswerable(args.unanswerable) if args.unanswerable else []
         args.corpus = args.corpus or DEFAULT_CORPUS
         args.index_dir = args.index_dir or DEFAULT_INDEX_DIR
-        report = evaluate.evaluate_qa(_open(args), examples, args.mode, args.dataset.name)
-        heading = f"{report.dataset} · {report.questions} questions over {args.corpus} · mode {report.mode}"
+        if args.fit_confidence:
+            if not unanswerable:
+                raise UsageError("--fit-confidence needs --unanswerable FILE")
+            weights = evaluate.fit_confidence(_open(args), examples, unanswerable, args.mode)
+            out.write(f"CONFIDENCE_WEIGHTS = {weights!r}\n")
+            return 0
+        report = evaluate.evaluate_qa(_open(args), examples, args.mode, args.dataset.name, unanswerable)
+        extra = f" + {len(unanswerable)} unanswerable" if unanswerable else ""
+        heading = f"{report.dataset} · {report.questions} questions{extra} over {args.corpus} · mode {report.mode}"
     if args.json:
         out.write(json.dumps(report.to_dict(), ensure_ascii=False) + "\n")
         return 0
     out.write(heading + "\n")
     for key, value in report.to_dict().items():
         if key in _EVAL_LABELS:
-            out.write(f"  {_EVAL_LABELS[key]:<24} {value}\n")
+            out.write(f"  {_EVAL_LABELS[key]:<29} {value}\n")
     return 0
 
 

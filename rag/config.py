@@ -27,6 +27,15 @@ DEFAULT_MODE = "hybrid"
 #: a hit's supporting sentence.
 SENTENCE_TERM_WEIGHT = 1.0
 
+#: Weights of the hit-confidence model, bias first, then one per ``rag.confidence.FEATURES``.
+#: Fitted by ``rag eval tests/data/seeds_qa.jsonl --unanswerable tests/data/unanswerable_train.jsonl
+#: --fit-confidence`` (training sets only; the held-out sets are for reporting).
+CONFIDENCE_WEIGHTS = (-3.3743, 0.243, 1.2803, -0.5525, 3.4432)
+#: An answer whose hits are all less confident than this is reported as not found in the briefs; chosen
+#: on the training sets as the highest share of unanswerable questions flagged with at most 10% of
+#: answerable ones flagged (train: 5% / 50%; see the README for the held-out figures).
+ANSWER_THRESHOLD = 0.4
+
 #: File suffixes read from a corpus folder.
 DOCUMENT_SUFFIXES = (".txt", ".md")
 #: Largest document file indexed; larger files are skipped with a warning (``--max-file-mb``).

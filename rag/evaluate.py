@@ -317,16 +317,25 @@ def _normalized(text: str) -> str:
     return " ".join(text.split())
 
 
-def evaluate_qa(retriever: Retriever, examples: Sequence[QaExample], mode: str, name: str = "qa") -> QaReport:
+def evaluate_qa(
+    retriever: Retriever, examples: Sequence[QaExample], mode: str, name: str = "qa",
+    unanswerable: Sequence[str] = (),
+) -> QaReport:
     """Score the top 10 passages of every question at brief level and at evidence level.
 
     ``recall@1``/``recall@5``: the answering source is among the first 1/5 hits;
     ``mrr@10``: mean reciprocal rank of its first hit; ``sentence_holds_evidence``: the
     rank-1 hit is from that source and its supporting sentence contains the evidence
-    (whitespace normalized); ``evidence_in_top5``: a top-5 passage of that source contains it.
+    (whitespace normalized); ``evidence_in_top5``: a top-5 passage of that source contains it;
+    ``answerable_flagged``: the share of these questions reported as not found (false alarms).
+    With ``unanswerable`` questions, ``unanswerable_flagged`` is the share of them reported as
+    not found (the higher the better).
     """
+    from .retrieval import answer_found
+
     retriever.encode_questions([example.question.strip() for example in examples])
-    totals = dict.fromkeys(("recall@1", "recall@5", "mrr@10", "sentence_holds_evidence", "evidence_in_top5"), 0.0)
+    totals = dict.fromkeys(("recall@1", "recall@5", "mrr@10", "sentence_holds_evidence", "evidence_in_top5",
+                            "answerable_flagged"), 0.0)
     for example in examples:
         hits = retriever.search(example.question, k=10, mode=mode)
         evidence = _normalized(example.evidence)
@@ -336,4 +345,33 @@ def evaluate_qa(retriever: Retriever, examples: Sequence[QaExample], mode: str, 
         totals["mrr@10"] += next((1.0 / rank for rank, ok in enumerate(right, start=1) if ok), 0.0)
         totals["sentence_holds_evidence"] += bool(right[:1] == [True] and evidence in _normalized(hits[0].sentence.text))
         totals["evidence_in_top5"] += any(ok and evidence in _normalized(hit.text) for ok, hit in zip(right[:5], hits))
-    return QaReport(name, mode, len(examples), {key: value / len(examples) for key, value in totals.items()})
+        totals["answerable_flagged"] += not answer_found(hits[:5])
+    metrics = {key: value / len(examples) for key, value in totals.items()}
+    if unanswerable:
+        flagged = sum(not answer_found(retriever.search(question, k=5, mode=mode)) for question in unanswerable)
+        metrics["unanswerable_flagged"] = flagged / len(unanswerable)
+    return QaReport(name, mode, len(examples), metrics)
+
+
+def read_unanswerable(path: Path) -> list[str]:
+    """The questions of a JSONL file of questions the corpus does not answer (a "question" field per line)."""
+    questions = [str(record["question"]) for _, record in _json_lines(path) if "question" in record]
+    if not questions:
+        raise CorpusError(f"{path} holds no question")
+    return questions
+
+
+def fit_confidence(
+    retriever: Retriever, examples: Sequence[QaExample], unanswerable: Sequence[str], mode: str
+) -> tuple[float, ...]:
+    """Weights for ``config.CONFIDENCE_WEIGHTS``: the rank-1 hit's evidence of answerable questions
+    against that of unanswerable ones (see ``rag.confidence.fit``)."""
+    from .confidence import fit
+
+    rows, labels = [], []
+    for question, label in [(e.question, 1) for e in examples] + [(q, 0) for q in unanswerable]:
+        hits = retriever.search(question, k=1, mode=mode)
+        if hits and hits[0].evidence is not None:
+            rows.append(hits[0].evidence)
+            labels.append(label)
+    return fit(rows, labels)

@@ -23,7 +23,10 @@ from typing import Any, TypeVar
 import numpy as np
 
 from . import ranking
+from .confidence import Evidence, confidence
 from .config import (
+    ANSWER_THRESHOLD,
+    CONFIDENCE_WEIGHTS,
     DEFAULT_CORPUS,
     DEFAULT_INDEX_DIR,
     DEFAULT_K,
@@ -87,6 +90,10 @@ class Hit:
     text: str
     sentence: SentenceSpan
     chunk_id: str = field(default="", compare=False)
+    #: How likely this passage answers the question, 0 to 1 (see ``rag.confidence``).
+    confidence: float = field(default=0.0, compare=False)
+    #: The signals the confidence was computed from.
+    evidence: Evidence | None = field(default=None, compare=False, repr=False)
 
     def to_dict(self) -> dict[str, Any]:
         """The hit in the JSON schema shared by the CLI, the app and evaluation scripts."""
@@ -103,6 +110,7 @@ class Hit:
             "end": self.end,
             "text": self.text,
             "sentence": {"text": self.sentence.text, "start": self.sentence.start, "end": self.sentence.end},
+            "confidence": round(float(self.confidence), 4),
         }
 
 
@@ -115,9 +123,14 @@ def printable(text: str | None) -> str | None:
     return None if text is None else _SURROGATE_RE.sub("\ufffd", text)
 
 
+def answer_found(hits: Sequence[Hit]) -> bool:
+    """Whether the briefs seem to answer the question: some hit's confidence reaches ``ANSWER_THRESHOLD``."""
+    return any(hit.confidence >= ANSWER_THRESHOLD for hit in hits)
+
+
 def results_payload(question: str | None, hits: Sequence[Hit]) -> dict[str, Any]:
     """The JSON document of one search, as ``rag ask --json``, the app's export and ``/search`` give it."""
-    return {"question": printable(question), "hits": [hit.to_dict() for hit in hits]}
+    return {"question": printable(question), "answer_found": answer_found(hits), "hits": [hit.to_dict() for hit in hits]}
 
 
 @dataclass(frozen=True)
@@ -510,20 +523,20 @@ class Retriever:
         if mmr is not None and ordered:
             vectors = index.vectors.vectors([record.id for record, _ in ordered])
             ordered = [ordered[i] for i in ranking.maximal_marginal_relevance(query_vector, vectors, k, mmr)]
-        hits: list[Hit] = []
+        chosen: list[tuple[PassageRecord, float, SentenceSpan, float]] = []
         quoted: set[tuple[str, int, int]] = set()
         for position, (record, score) in enumerate(ordered):
-            if len(hits) == k:
+            if len(chosen) == k:
                 break
             if record.id not in quotes:  # score the sentences of the next k candidates at once
                 upcoming = [r for r, _ in ordered[position : position + k] if r.id not in quotes]
                 quotes.update(_supporting_sentences(index, upcoming, query_vector, question))
             # The best sentence no higher hit quotes already; a passage with nothing new to quote is left out.
-            sentence = next((span for span, _ in quotes[record.id] if (record.source, span.start, span.end) not in quoted), None)
+            sentence = next(((span, s) for span, s in quotes[record.id] if (record.source, span.start, span.end) not in quoted), None)
             if sentence is not None:
-                quoted.add((record.source, sentence.start, sentence.end))
-                hits.append(_hit(len(hits) + 1, record, score, sentence))
-        return hits
+                quoted.add((record.source, sentence[0].start, sentence[0].end))
+                chosen.append((record, score, *sentence))
+        return _hits_with_confidence(index, chosen, question, query_vector)
 
     def _rank(
         self,
@@ -648,8 +661,27 @@ def _best_per_source(index: OpenIndex, ids: np.ndarray, scores: np.ndarray) -> d
     return best
 
 
-def _hit(rank: int, record: PassageRecord, score: float, sentence: SentenceSpan) -> Hit:
-    """A stored passage as a ranked hit with its supporting sentence."""
+def _hits_with_confidence(
+    index: OpenIndex,
+    chosen: Sequence[tuple[PassageRecord, float, SentenceSpan, float]],
+    question: str,
+    query_vector: np.ndarray,
+) -> list[Hit]:
+    """The ranked hits, each with the confidence its evidence gives (see ``rag.confidence``)."""
+    if not chosen:
+        return []
+    cosines = index.vectors.vectors([record.id for record, *_ in chosen]) @ query_vector
+    shares = term_overlap(question, [search_text(r.kind, r.title, r.text) for r, *_ in chosen])
+    known = index.lexical.known_share(question)
+    return [
+        _hit(rank, record, score, sentence, Evidence(float(cosine), sentence_score, share, known))
+        for rank, ((record, score, sentence, sentence_score), cosine, share)
+        in enumerate(zip(chosen, cosines.tolist(), shares), start=1)
+    ]
+
+
+def _hit(rank: int, record: PassageRecord, score: float, sentence: SentenceSpan, evidence: Evidence | None = None) -> Hit:
+    """A stored passage as a ranked hit with its supporting sentence and, given its evidence, its confidence."""
     return Hit(
         rank=rank,
         score=score,
@@ -664,6 +696,8 @@ def _hit(rank: int, record: PassageRecord, score: float, sentence: SentenceSpan)
         text=record.text,
         sentence=sentence,
         chunk_id=record.chunk_id,
+        confidence=confidence(evidence, CONFIDENCE_WEIGHTS) if evidence is not None else 0.0,
+        evidence=evidence,
     )
 
 

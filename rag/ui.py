@@ -197,6 +197,11 @@ class SearchApp:
             details = [f"Filters: {scope}"] if scope else []
             return message(_capitalized(f"no passage found: {why}."), "warning", details), "", payload
         summary = f"{len(hits)} passage{'s' if len(hits) > 1 else ''} for “{question.strip()}” ({mode} search)"
+        if not payload["answer_found"]:
+            best = max(hit.confidence for hit in hits)
+            notice = message(f"The briefs do not seem to answer this question (best confidence {best:.2f}). "
+                             "The nearest passages are below.", "warning")
+            return notice + message(summary + (f" · {scope}" if scope else "")), result_cards(payload["hits"]), payload
         return message(summary + (f" · {scope}" if scope else "")), result_cards(payload["hits"]), payload
 
     def search_api(self, question: str, k: int, mode: str = DEFAULT_MODE) -> dict[str, Any]:

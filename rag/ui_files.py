@@ -21,7 +21,7 @@ MAX_UPLOAD_BYTES = 2 * 1024 * 1024
 
 #: Columns of the CSV export, in order (``sentence_*`` describe the supporting sentence).
 CSV_COLUMNS = (
-    "rank", "score", "source", "title", "week_start", "week_end", "category", "trend",
+    "rank", "score", "confidence", "source", "title", "week_start", "week_end", "category", "trend",
     "start", "end", "sentence_start", "sentence_end", "sentence", "text",
 )
 

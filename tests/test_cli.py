@@ -35,7 +35,8 @@ def test_ask_json_schema_and_offsets(capsys, seeds_copy: Path, index_dir: Path) 
                          "--corpus", str(seeds_copy), "--index-dir", str(index_dir))
     assert status == 0
     result = json.loads(out)
-    assert set(result) == {"question", "hits"} and result["question"] == "What did Belarus seek from China?"
+    assert set(result) == {"question", "answer_found", "hits"} and result["question"] == "What did Belarus seek from China?"
+    assert result["answer_found"] is True
     assert len(result["hits"]) == 3 and result["hits"][0]["source"] == CHINA
     for hit in result["hits"]:
         assert set(hit) == HIT_KEYS

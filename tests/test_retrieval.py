@@ -12,13 +12,14 @@ from rag.config import MAX_K, SEARCH_MODES, FusionSettings
 from rag.errors import IndexWriteError, QueryError
 from rag.evaluate import evaluate_qa, read_qa
 from rag.ranking import overlap_fraction
-from rag.retrieval import Hit, Retriever
+from rag.retrieval import Hit, Retriever, results_payload
 from rag.stores.passages import Filters
 
 from .conftest import DATA, HashingEmbedder
 
 CHINA = "003_d66b08127121952b.txt"
-HIT_KEYS = {"rank", "score", "source", "title", "week_start", "week_end", "category", "trend", "start", "end", "text", "sentence"}
+HIT_KEYS = {"rank", "score", "source", "title", "week_start", "week_end", "category", "trend", "start", "end", "text", "sentence",
+            "confidence"}
 
 
 def load_questions(name: str = "seeds_qa.jsonl") -> list[dict[str, str]]:
@@ -301,3 +302,16 @@ def test_an_empty_result_says_why(seeds_retriever: Retriever) -> None:
     assert "all the filters together" in seeds_retriever.explain_empty("China", "hybrid", both)
     assert seeds_retriever.search("zzzqqq xyzzy", mode="bm25") == []
     assert "no word of the question is in the index" in seeds_retriever.explain_empty("zzzqqq xyzzy", "bm25", None)
+
+
+def test_questions_the_briefs_do_not_answer_are_flagged(seeds_retriever: Retriever) -> None:
+    """Floors on the training sets the confidence was fitted on (held-out figures are in the README)."""
+    from rag.evaluate import evaluate_qa, read_unanswerable
+
+    unanswerable = read_unanswerable(DATA / "unanswerable_train.jsonl")
+    metrics = evaluate_qa(seeds_retriever, read_qa(DATA / "seeds_qa.jsonl"), "hybrid", unanswerable=unanswerable).metrics
+    assert metrics["answerable_flagged"] <= 0.1 and metrics["unanswerable_flagged"] >= 0.45, metrics
+    hits = seeds_retriever.search("What is the population of Minsk?")
+    assert hits and all(0.0 <= hit.confidence < 0.4 for hit in hits)
+    assert results_payload("q", hits)["answer_found"] is False
+    assert results_payload("q", seeds_retriever.search("What did Belarus seek from China?"))["answer_found"] is True

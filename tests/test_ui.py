@@ -11,7 +11,7 @@ from pathlib import Path
 import gradio as gr
 import pytest
 
-from rag.retrieval import Retriever
+from rag.retrieval import Retriever, results_payload
 from rag.ui import SearchApp
 from rag.ui_files import CSV_COLUMNS, MAX_UPLOAD_BYTES, UploadError, save_upload
 from rag.ui_render import PASSAGE_ANCHOR, citation
@@ -125,7 +125,7 @@ def test_export_writes_the_cli_json_schema_and_csv(app: SearchApp, seeds_copy: P
     _, _, payload = search(app, k=4)
     json_path, csv_path, note = app.export(payload)
     exported = json.loads(Path(json_path).read_text(encoding="utf-8"))
-    assert exported == payload and set(exported) == {"question", "hits"}
+    assert exported == payload and set(exported) == {"question", "answer_found", "hits"}
     for hit in exported["hits"]:
         text = (seeds_copy / hit["source"]).read_text(encoding="utf-8")
         assert text[hit["start"] : hit["end"]] == hit["text"]
@@ -194,7 +194,7 @@ def test_rebuild_reports_what_it_did(own_app: SearchApp) -> None:
 
 def test_search_api_returns_the_cli_schema_and_raises_for_bad_input(app: SearchApp, seeds_retriever: Retriever) -> None:
     result = app.search_api(QUESTION, 3)
-    assert result == {"question": QUESTION, "hits": [hit.to_dict() for hit in seeds_retriever.search(QUESTION, 3)]}
+    assert result == results_payload(QUESTION, seeds_retriever.search(QUESTION, 3)) and result["answer_found"] is True
     assert len(app.search_api(QUESTION, 2, "bm25")["hits"]) == 2
     with pytest.raises(gr.Error, match="question is empty"):
         app.search_api("", 3)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from rag.retrieval import Retriever
+from rag.retrieval import Retriever, results_payload
 
 QUESTION = "What did Belarus seek from China?"
 
@@ -15,7 +15,7 @@ def test_search_endpoint_returns_the_cli_schema(ui_url: str, seeds_retriever: Re
 
     client = Client(ui_url, verbose=False)
     result = client.predict(QUESTION, 3, api_name="/search")
-    assert result == {"question": QUESTION, "hits": [hit.to_dict() for hit in seeds_retriever.search(QUESTION, 3)]}
+    assert result == results_payload(QUESTION, seeds_retriever.search(QUESTION, 3)) and result["answer_found"] is True
     assert result["hits"][0]["title"] == "Sino-Belarusian military-industrial cooperation is likely to widen"
     assert [hit["rank"] for hit in client.predict(QUESTION, 2, "bm25", api_name="/search")["hits"]] == [1, 2]
     with pytest.raises(AppError, match="question is empty"):

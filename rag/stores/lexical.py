@@ -102,6 +102,13 @@ class LexicalStore:
     def __len__(self) -> int:
         return len(self._ids)
 
+    def known_share(self, query: str) -> float:
+        """The share of the query's distinct terms that occur anywhere in the indexed texts (0 without terms)."""
+        query_terms = set(terms(query))
+        if not query_terms or not len(self._ids):
+            return 0.0
+        return sum(term in self._model.vocab_dict for term in query_terms) / len(query_terms)
+
     def search(self, query: str, k: int, allowed: Collection[int] | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Top ``k`` (scores, ids) with a positive BM25 score, best first."""
         empty = (np.zeros(0, dtype=np.float32), np.zeros(0, dtype=np.int64))
