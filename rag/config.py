@@ -44,7 +44,7 @@ MAX_FILE_BYTES = 10 * 1024 * 1024
 MAX_FOLDER_DEPTH = 32
 #: A sentence longer than this many characters is cut at word boundaries before it is
 #: tokenized, so no unpunctuated text can make tokenization grow without bound.
-MAX_SENTENCE_CHARS = 2000
+MAX_SENTENCE_CHARS = 10_000
 
 #: Where ``rag eval`` keeps the indexes of benchmark datasets (one folder per dataset).
 BENCHMARK_INDEX_ROOT = Path("benchmarks-index")
