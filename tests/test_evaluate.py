@@ -16,7 +16,8 @@ from .conftest import DATA
 from .test_cli import run as run_cli
 
 BEIR_KEYS = {"dataset", "split", "mode", "ndcg@10", "recall@10", "recall@100", "mrr@10", "queries", "queries_per_second"}
-QA_KEYS = {"dataset", "mode", "recall@1", "recall@5", "mrr@10", "sentence_holds_evidence", "evidence_in_top5", "questions"}
+QA_KEYS = {"dataset", "mode", "recall@1", "recall@5", "mrr@10", "sentence_holds_evidence", "evidence_in_top5", "questions",
+           "answerable_flagged"}
 
 # Six short records on distinct topics; "bees" is long enough to make several passages.
 DOCUMENTS = {
