@@ -311,22 +311,27 @@ def _ask(args: argparse.Namespace, out: TextIO) -> int:
         return _ask_batch(args, out)
     if args.question is None or not args.question.strip():
         raise UsageError("the question is empty: rag ask \"What did Belarus seek from China?\"")
-    from .retrieval import answer_found
+    from .digest import week
+    from .retrieval import results_payload
 
     kwargs = _search_kwargs(args)
     retriever = _open(args)
     kwargs = _resolved(retriever, kwargs)
     hits = retriever.search(args.question, **kwargs)
     if args.json:
-        from .retrieval import results_payload
-
         out.write(json.dumps(results_payload(args.question, hits), ensure_ascii=False, indent=2) + "\n")
     elif not hits:
         out.write(f"No passage found: {retriever.explain_empty(args.question, args.mode, kwargs['filters'])}.\n")
     else:
-        if not answer_found(hits):
+        payload = results_payload(args.question, hits)
+        if not payload["answer_found"]:
             out.write(f"The briefs do not seem to answer this question (best confidence {max(h.confidence for h in hits):.2f}"
                       f" < {ANSWER_THRESHOLD}). The nearest passages:\n")
+        else:
+            out.write("Evidence digest, oldest brief first:\n")
+            for entry in payload["digest"]:
+                sentence, trend = entry["sentence"], f", {entry['trend']}" if entry["trend"] else ""
+                out.write(f"  {week(entry)}{trend}: “{sentence['text']}” — {entry['source']} [{sentence['start']}:{sentence['end']}]\n")
         _print_hits(hits, out)
     return 0
 

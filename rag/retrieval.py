@@ -24,6 +24,7 @@ import numpy as np
 
 from . import ranking
 from .confidence import Evidence, confidence
+from .digest import digest
 from .config import (
     ANSWER_THRESHOLD,
     CONFIDENCE_WEIGHTS,
@@ -130,7 +131,9 @@ def answer_found(hits: Sequence[Hit]) -> bool:
 
 def results_payload(question: str | None, hits: Sequence[Hit]) -> dict[str, Any]:
     """The JSON document of one search, as ``rag ask --json``, the app's export and ``/search`` give it."""
-    return {"question": printable(question), "answer_found": answer_found(hits), "hits": [hit.to_dict() for hit in hits]}
+    records = [hit.to_dict() for hit in hits]
+    return {"question": printable(question), "answer_found": answer_found(hits),
+            "digest": digest(records, threshold=ANSWER_THRESHOLD), "hits": records}
 
 
 @dataclass(frozen=True)

@@ -33,7 +33,16 @@ from .ui_files import (
     write_csv,
     write_json,
 )
-from .ui_render import CSS, PASSAGE_ANCHOR, brief_view, corpus_table, message, placeholder, result_cards
+from .ui_render import (
+    CSS,
+    PASSAGE_ANCHOR,
+    brief_view,
+    corpus_table,
+    digest_view,
+    message,
+    placeholder,
+    result_cards,
+)
 
 #: Questions offered under the question box, each answered by one of the bundled briefs.
 EXAMPLE_QUESTIONS = (
@@ -71,7 +80,8 @@ element.addEventListener('click', (event) => {
   if (open) { trigger('click', {rank: Number(open.dataset.openRank)}); return; }
   const copy = event.target.closest('button.rag-copy');
   if (!copy) return;
-  const cite = copy.closest('.rag-card').querySelector('.rag-citation');
+  // A card copies its citation; the digest copies its Markdown block.
+  const cite = copy.closest('.rag-card, .rag-digest').querySelector('.rag-citation, .rag-digest-markdown');
   const label = copy.dataset.label || copy.textContent;
   copy.dataset.label = label;
   const say = (text) => { copy.textContent = text; setTimeout(() => { copy.textContent = label; }, 2000); };
@@ -202,7 +212,8 @@ class SearchApp:
             notice = message(f"The briefs do not seem to answer this question (best confidence {best:.2f}). "
                              "The nearest passages are below.", "warning")
             return notice + message(summary + (f" · {scope}" if scope else "")), result_cards(payload["hits"]), payload
-        return message(summary + (f" · {scope}" if scope else "")), result_cards(payload["hits"]), payload
+        cards = digest_view(question, payload["digest"]) + result_cards(payload["hits"])
+        return message(summary + (f" · {scope}" if scope else "")), cards, payload
 
     def search_api(self, question: str, k: int, mode: str = DEFAULT_MODE) -> dict[str, Any]:
         """Answer ``question`` with the ``k`` best passages: ``{"question": ..., "hits": [...]}``, as ``rag ask --json``.

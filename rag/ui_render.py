@@ -16,6 +16,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from html import escape
 from typing import Any
 
+from .digest import digest_markdown, week
 from .documents import Document
 
 #: Element id of the highlighted passage in the brief reader (scrolled into view).
@@ -59,6 +60,11 @@ CSS = """
 .rag-message.rag-warning { border-color: #e0a800; }
 .rag-message.rag-error { border-color: #d9534f; }
 .rag-message ul { margin: 0.3rem 0 0 1.2rem; padding: 0; }
+.rag-digest { border: 1px solid var(--border-color-primary); border-radius: 10px; padding: 0.6rem 1.1rem;
+  margin-bottom: 0.9rem; background: var(--block-background-fill); }
+.rag-digest summary { font-weight: 700; cursor: pointer; }
+.rag-digest ol { margin: 0.5rem 0 0.6rem 1.2rem; padding: 0; line-height: 1.5; }
+.rag-digest-week { font-weight: 700; white-space: nowrap; }
 .rag-placeholder { color: var(--body-text-color-subdued); font-style: italic; }
 .rag-corpus { width: 100%; border-collapse: collapse; border: none; font-size: 0.9rem; }
 .rag-corpus th, .rag-corpus td { text-align: left; padding: 0.35rem 0.6rem; border: none;
@@ -136,6 +142,26 @@ def result_card(hit: Mapping[str, Any]) -> str:
         '<button type="button" class="rag-copy">Copy quote with citation</button>'
         f'<button type="button" class="rag-open" data-open-rank="{rank}">Open in brief</button>'
         "</div></article>"
+    )
+
+
+def digest_view(question: str, entries: Sequence[Mapping[str, Any]]) -> str:
+    """The evidence digest above the cards: collapsible, one cited quote per line, oldest brief first,
+    with a button that copies it as Markdown (empty when there is no digest)."""
+    if not entries:
+        return ""
+    items = "".join(
+        f'<li><span class="rag-digest-week">{escape(week(entry))}</span>'
+        + (f' <span class="rag-score">trend: {escape(entry["trend"])}</span>' if entry["trend"] else "")
+        + f' “{escape(entry["sentence"]["text"])}” <span class="rag-meta">— {escape(entry["title"])}, '
+        f'<code>{escape(entry["source"])}</code>, chars {entry["sentence"]["start"]}–{entry["sentence"]["end"]}</span></li>'
+        for entry in entries
+    )
+    count = f"{len(entries)} quote{'s' if len(entries) > 1 else ''}"
+    return (
+        f'<details class="rag-digest" open><summary>Evidence digest: {count}, oldest brief first</summary>'
+        f'<ol>{items}</ol><pre class="rag-digest-markdown" hidden>{escape(digest_markdown(question, entries))}</pre>'
+        '<div class="rag-actions"><button type="button" class="rag-copy">Copy digest as Markdown</button></div></details>'
     )
 
 

@@ -35,7 +35,7 @@ def test_ask_json_schema_and_offsets(capsys, seeds_copy: Path, index_dir: Path) 
                          "--corpus", str(seeds_copy), "--index-dir", str(index_dir))
     assert status == 0
     result = json.loads(out)
-    assert set(result) == {"question", "answer_found", "hits"} and result["question"] == "What did Belarus seek from China?"
+    assert set(result) == {"question", "answer_found", "digest", "hits"} and result["question"] == "What did Belarus seek from China?"
     assert result["answer_found"] is True
     assert len(result["hits"]) == 3 and result["hits"][0]["source"] == CHINA
     for hit in result["hits"]:
@@ -228,3 +228,18 @@ def test_filter_mistakes_are_usage_errors_and_empty_results_say_why(capsys, seed
     assert status == 0 and json.loads(out)["hits"][0]["source"] == CHINA
     status, out, _ = run(capsys, "ask", "China", "--trend", "worse", *options)
     assert status == 0 and out == "No passage found: no indexed passage matches trend worse: widen or clear a filter.\n"
+
+
+def test_ask_leads_with_a_cited_digest(capsys, seeds_copy: Path, index_dir: Path) -> None:
+    options = ["--corpus", str(seeds_copy), "--index-dir", str(index_dir)]
+    status, out, _ = run(capsys, "ask", "What did Belarus seek from China?", "--json", *options)
+    digest = json.loads(out)["digest"]
+    assert status == 0 and digest and [e["week_start"] for e in digest] == sorted(e["week_start"] for e in digest)
+    for entry in digest:
+        assert set(entry) == {"source", "title", "week_start", "week_end", "trend", "sentence"}
+        text = (seeds_copy / entry["source"]).read_text(encoding="utf-8")
+        assert text[entry["sentence"]["start"] : entry["sentence"]["end"]] == entry["sentence"]["text"]
+    status, out, _ = run(capsys, "ask", "What did Belarus seek from China?", *options)
+    assert out.startswith("Evidence digest, oldest brief first:\n  20")
+    status, out, _ = run(capsys, "ask", "What is the population of Minsk?", *options)
+    assert out.startswith("The briefs do not seem to answer this question") and "Evidence digest" not in out

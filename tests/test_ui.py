@@ -125,7 +125,7 @@ def test_export_writes_the_cli_json_schema_and_csv(app: SearchApp, seeds_copy: P
     _, _, payload = search(app, k=4)
     json_path, csv_path, note = app.export(payload)
     exported = json.loads(Path(json_path).read_text(encoding="utf-8"))
-    assert exported == payload and set(exported) == {"question", "answer_found", "hits"}
+    assert exported == payload and set(exported) == {"question", "answer_found", "digest", "hits"}
     for hit in exported["hits"]:
         text = (seeds_copy / hit["source"]).read_text(encoding="utf-8")
         assert text[hit["start"] : hit["end"]] == hit["text"]
@@ -279,3 +279,16 @@ def test_exports_are_temporary(app: SearchApp, seeds_retriever: Retriever) -> No
     assert json_path and Path(json_path).is_file()
     own.close()
     assert not Path(json_path).exists() and not Path(json_path).parent.parent.exists()
+
+
+def test_the_digest_leads_the_cards_and_copies_as_markdown(app: SearchApp) -> None:
+    status, cards, payload = search(app)
+    assert payload["answer_found"] and payload["digest"]
+    head = cards.split('<div class="rag-cards">')[0]
+    assert head.startswith('<details class="rag-digest" open>') and "oldest brief first" in head
+    weeks = [entry["week_start"] for entry in payload["digest"]]
+    assert weeks == sorted(weeks) and head.count("<li>") == len(payload["digest"])
+    markdown = unescape(re.search(r'<pre class="rag-digest-markdown" hidden>(.*?)</pre>', head, re.S).group(1))
+    assert all(f"chars {e['sentence']['start']}–{e['sentence']['end']}" in markdown for e in payload["digest"])
+    _, cards, payload = search(app, "What is the population of Minsk?")
+    assert not payload["answer_found"] and payload["digest"] == [] and "rag-digest" not in cards

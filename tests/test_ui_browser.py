@@ -106,3 +106,19 @@ def test_empty_question_shows_a_message(page: Any) -> None:
     ask(page, "")
     expect(page.locator("#rag-status")).to_contain_text("The question is empty")
     expect(page.locator("#rag-results .rag-card")).to_have_count(0)
+
+
+def test_digest_above_the_cards_copies_as_markdown(page: Any) -> None:
+    from playwright.sync_api import expect
+
+    ask(page, "What did Belarus seek from China?")
+    digest = page.locator("#rag-results details.rag-digest")
+    expect(digest).to_contain_text("oldest brief first")
+    expect(digest.locator("li").first).to_be_visible()
+    digest.locator("button.rag-copy").click()
+    expect(digest.locator("button.rag-copy")).to_have_text("Copied ✓")
+    copied = page.evaluate("navigator.clipboard.readText()")
+    assert copied.startswith("**What did Belarus seek from China?** — evidence from the briefs, oldest first")
+    assert "003_d66b08127121952b.txt, chars " in copied
+    digest.locator("summary").click()  # collapsible
+    expect(digest.locator("li").first).to_be_hidden()
