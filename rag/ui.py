@@ -52,6 +52,9 @@ EXAMPLE_QUESTIONS = (
     "Which Kazakh defence firms did Belarusians visit?",
 )
 
+#: What the brief reader shows before "Open in brief" is pressed.
+BRIEF_PLACEHOLDER = "Press “Open in brief” on a result to read the whole brief, passage highlighted."
+
 #: Largest top-k offered by the slider.
 UI_MAX_K = 20
 
@@ -215,6 +218,16 @@ class SearchApp:
         cards = digest_view(question, payload["digest"]) + result_cards(payload["hits"])
         return message(summary + (f" · {scope}" if scope else "")), cards, payload
 
+    def rerun(self, question: str | None, *controls: Any) -> tuple[Any, Any, Any]:
+        """:meth:`search` again after an example, k or the mode changed; nothing happens before a question is typed."""
+        if not (question or "").strip():
+            return gr.skip(), gr.skip(), gr.skip()
+        return self.search(question, *controls)
+
+    def fresh_panels(self) -> tuple[None, None, str, str]:
+        """Empty export files and note, and the brief reader's placeholder: what a new search leaves."""
+        return None, None, "", placeholder(BRIEF_PLACEHOLDER)
+
     def search_api(self, question: str, k: int, mode: str = DEFAULT_MODE) -> dict[str, Any]:
         """Answer ``question`` with the ``k`` best passages: ``{"question": ..., "hits": [...]}``, as ``rag ask --json``.
 
@@ -331,7 +344,7 @@ def build_app(retriever: Retriever, *, read_only: bool = False) -> gr.Blocks:
                 label="Question", placeholder="e.g. What did Belarus seek from China?  (Enter to search)",
                 lines=1, max_lines=1, autofocus=True, submit_btn="Search", elem_id="rag-question",
             )
-            gr.Examples([[q] for q in EXAMPLE_QUESTIONS], inputs=[question], label="Example questions")
+            examples = gr.Examples([[q] for q in EXAMPLE_QUESTIONS], inputs=[question], label="Example questions")
             with gr.Row():
                 k = gr.Slider(1, UI_MAX_K, value=DEFAULT_K, step=1, label="Passages (top-k)")
                 mode = gr.Radio(
@@ -358,10 +371,7 @@ def build_app(retriever: Retriever, *, read_only: bool = False) -> gr.Blocks:
                 with gr.Column(scale=1):
                     results = gr.HTML(js_on_load=_RESULTS_JS, elem_id="rag-results")
                 with gr.Column(scale=1, elem_classes=["rag-brief-column"]):
-                    brief = gr.HTML(
-                        placeholder("Press “Open in brief” on a result to read the whole brief, passage highlighted."),
-                        elem_id="rag-brief",
-                    )
+                    brief = gr.HTML(placeholder(BRIEF_PLACEHOLDER), elem_id="rag-brief")
         with gr.Tab("Corpus"):
             corpus = gr.HTML(corpus_table(documents), elem_id="rag-corpus")
             if not read_only:
@@ -374,12 +384,18 @@ def build_app(retriever: Retriever, *, read_only: bool = False) -> gr.Blocks:
             corpus_note = gr.HTML()
 
         # The page's own search event is private; the name /search belongs to the JSON endpoint below.
+        # Enter, an example, a new k or mode all run the search; each clears the previous
+        # question's exports and brief, so nothing on the page belongs to an older question.
+        search_inputs = [question, k, mode, sources, date_from, date_to, categories, trends]
+        search_outputs = [status, results, results_state]
+        stale = [json_file, csv_file, export_note, brief]
         question.submit(
-            app.search,
-            inputs=[question, k, mode, sources, date_from, date_to, categories, trends],
-            outputs=[status, results, results_state], api_name="search_page", api_visibility="private",
-            concurrency_id="search",
-        )
+            app.search, inputs=search_inputs, outputs=search_outputs, api_name="search_page",
+            api_visibility="private", concurrency_id="search",
+        ).then(app.fresh_panels, None, stale, api_visibility="private")
+        rerun = {"inputs": search_inputs, "outputs": search_outputs, "api_visibility": "private", "concurrency_id": "search"}
+        for event in (examples.load_input_event.then, k.release, mode.change):
+            event(app.rerun, **rerun).then(app.fresh_panels, None, stale, api_visibility="private")
         results.click(app.open_brief_event, [results_state], [brief], api_visibility="private").then(
             None, js=_SCROLL_JS, api_visibility="private"
         )

@@ -41,15 +41,18 @@ def write_json(payload: Mapping[str, Any], folder: Path) -> Path:
 
 
 def write_csv(payload: Mapping[str, Any], folder: Path) -> Path:
-    """Write one row per hit with :data:`CSV_COLUMNS` to ``folder/results.csv`` and return the path."""
+    """Write one row per hit with the question and :data:`CSV_COLUMNS` to ``folder/results.csv``.
+
+    UTF-8 with a byte-order mark, so spreadsheet programs read the quotes' characters right.
+    """
     path = folder / "results.csv"
-    with path.open("w", encoding="utf-8", newline="") as handle:
+    with path.open("w", encoding="utf-8-sig", newline="") as handle:
         writer = csv.writer(handle)
-        writer.writerow(CSV_COLUMNS)
+        writer.writerow(("question", *CSV_COLUMNS))
         for hit in payload["hits"]:
             sentence = hit["sentence"]
             row = {**hit, "sentence_start": sentence["start"], "sentence_end": sentence["end"], "sentence": sentence["text"]}
-            writer.writerow([row[column] for column in CSV_COLUMNS])
+            writer.writerow([payload["question"], *(row[column] for column in CSV_COLUMNS)])
     return path
 
 

@@ -130,9 +130,11 @@ def test_export_writes_the_cli_json_schema_and_csv(app: SearchApp, seeds_copy: P
         text = (seeds_copy / hit["source"]).read_text(encoding="utf-8")
         assert text[hit["start"] : hit["end"]] == hit["text"]
         assert text[hit["sentence"]["start"] : hit["sentence"]["end"]] == hit["sentence"]["text"]
-    with open(csv_path, encoding="utf-8", newline="") as handle:
+    assert Path(csv_path).read_bytes().startswith(b"\xef\xbb\xbf")  # a BOM: spreadsheets read UTF-8 right
+    with open(csv_path, encoding="utf-8-sig", newline="") as handle:
         rows = list(csv.DictReader(handle))
-    assert tuple(rows[0]) == CSV_COLUMNS and len(rows) == 4
+    assert tuple(rows[0]) == ("question", *CSV_COLUMNS) and len(rows) == 4
+    assert {row["question"] for row in rows} == {QUESTION}
     assert rows[0]["source"] == CHINA and rows[0]["sentence"] == payload["hits"][0]["sentence"]["text"]
     assert int(rows[0]["sentence_start"]) == payload["hits"][0]["sentence"]["start"]
     assert app.export(None)[:2] == (None, None) and "run a search first" in app.export(None)[2]
@@ -292,3 +294,20 @@ def test_the_digest_leads_the_cards_and_copies_as_markdown(app: SearchApp) -> No
     assert all(f"chars {e['sentence']['start']}–{e['sentence']['end']}" in markdown for e in payload["digest"])
     _, cards, payload = search(app, "What is the population of Minsk?")
     assert not payload["answer_found"] and payload["digest"] == [] and "rag-digest" not in cards
+
+
+def test_a_new_search_leaves_no_older_panels_and_waits_for_a_question(app: SearchApp) -> None:
+    from rag.ui import BRIEF_PLACEHOLDER
+
+    assert app.fresh_panels() == (None, None, "", f'<p class="rag-placeholder">{escape(BRIEF_PLACEHOLDER)}</p>')
+    assert all(isinstance(output, type(gr.skip())) for output in app.rerun("  ", 5, "dense"))
+    status, cards, payload = app.rerun(QUESTION, 2, "dense")
+    assert payload["question"] == QUESTION and len(payload["hits"]) == 2 and "dense search" in status
+
+
+def test_examples_k_and_mode_rerun_the_search_and_clear_old_panels(seeds_retriever: Retriever) -> None:
+    from rag.ui import build_app
+
+    demo = build_app(seeds_retriever)
+    names = [getattr(dep.fn, "__name__", "") for dep in demo.fns.values()]
+    assert names.count("rerun") == 3 and names.count("fresh_panels") == 4 and names.count("search") == 1

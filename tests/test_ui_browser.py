@@ -122,3 +122,16 @@ def test_digest_above_the_cards_copies_as_markdown(page: Any) -> None:
     assert "003_d66b08127121952b.txt, chars " in copied
     digest.locator("summary").click()  # collapsible
     expect(digest.locator("li").first).to_be_hidden()
+
+
+def test_an_example_runs_and_a_new_mode_reruns_clearing_the_brief(page: Any) -> None:
+    from playwright.sync_api import expect
+
+    page.get_by_text("Did Azerbaijan receive the Polonaise from Belarus?").first.click()
+    expect(page.locator("#rag-results .rag-card").first).to_be_visible()
+    expect(page.locator("#rag-status")).to_contain_text("hybrid search")
+    page.locator("#rag-results .rag-card").first.locator("button.rag-open").click()
+    expect(page.locator("#brief-passage")).to_be_visible()
+    page.get_by_label("bm25").check()
+    expect(page.locator("#rag-status")).to_contain_text("bm25 search")
+    expect(page.locator("#brief-passage")).to_have_count(0)  # the brief of the older results is gone
