@@ -321,6 +321,34 @@ class SearchApp:
         """Rebuild the index from scratch; returns (message HTML, *corpus_view())."""
         return self._refreshed("Rebuild finished.", rebuild=True)
 
+    def rescan(self) -> CorpusUpdate:
+        """Index what changed in the corpus folder (files dropped in, edited or deleted while the app runs)."""
+        return self._refreshed("Rescanned the corpus folder.")
+
+    def remove(self, source: str | None) -> CorpusUpdate:
+        """Delete one indexed document's file from the corpus folder and re-index.
+
+        Only a document the index lists, inside the corpus folder, is ever deleted (a link is
+        removed, never what it points to).
+        """
+        if self.read_only or self.corpus_dir is None:
+            return (message("Documents cannot be removed from this app.", "error"), *self.corpus_view())
+        known = {doc["source"] for doc in self.retriever.documents()}
+        if not source or source not in known:
+            return (message("Choose an indexed document to remove.", "warning"), *self.corpus_view())
+        path = self.corpus_dir / source
+        if not path.parent.resolve().is_relative_to(self.corpus_dir.resolve()):
+            return (message(f"{source} is not inside the corpus folder.", "error"), *self.corpus_view())
+        try:
+            path.unlink()
+        except OSError as error:
+            return (message(f"{source} could not be removed: {error.strerror or error}", "error"), *self.corpus_view())
+        return self._refreshed(f"Removed {source}.")
+
+    def removable(self) -> gr.Dropdown:
+        """The choices of the "Remove a document" list: every indexed document."""
+        return gr.Dropdown(choices=filter_choices(self.retriever.documents())[0], value=None)
+
 
 def build_app(retriever: Retriever, *, read_only: bool = False) -> gr.Blocks:
     """The Blocks app over ``retriever``: search page with filters, brief reader, exports, corpus panel.
@@ -380,7 +408,12 @@ def build_app(retriever: Retriever, *, read_only: bool = False) -> gr.Blocks:
                         label=f"Add .txt or .md files (UTF-8, at most {MAX_UPLOAD_BYTES // (1024 * 1024)} MB each)",
                         file_count="multiple", type="filepath", scale=3,
                     )
-                    rebuild = gr.Button("Rebuild index from scratch", scale=1)
+                    with gr.Column(scale=1):
+                        rescan = gr.Button("Rescan corpus folder")
+                        rebuild = gr.Button("Rebuild index from scratch")
+                with gr.Row():
+                    removal = gr.Dropdown(choices=brief_choices, label="Remove a document from the corpus folder", scale=3)
+                    remove = gr.Button("Remove", variant="stop", scale=1)
             corpus_note = gr.HTML()
 
         # The page's own search event is private; the name /search belongs to the JSON endpoint below.
@@ -405,8 +438,11 @@ def build_app(retriever: Retriever, *, read_only: bool = False) -> gr.Blocks:
             writer = {"concurrency_limit": 1, "concurrency_id": WRITER_CONCURRENCY_ID, "api_visibility": "private"}
             upload.upload(app.upload, [upload], corpus_outputs, **writer).then(
                 lambda: None, outputs=[upload], api_visibility="private"
-            )
-            rebuild.click(app.rebuild, None, corpus_outputs, **writer)
+            ).then(app.removable, None, removal, api_visibility="private")
+            for button, action, inputs in ((rebuild, app.rebuild, None), (rescan, app.rescan, None),
+                                           (remove, app.remove, [removal])):
+                button.click(action, inputs, corpus_outputs, **writer).then(
+                    app.removable, None, removal, api_visibility="private")
         demo.load(app.corpus_view, None, corpus_outputs[1:], api_visibility="private")
         gr.api(app.search_api, api_name="search", concurrency_id="search")
     return demo

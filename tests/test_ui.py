@@ -225,9 +225,9 @@ def test_read_only_app_offers_no_way_to_change_the_corpus(own_app: SearchApp, tm
     def writers(demo: gr.Blocks) -> list[str]:
         return [type(b).__name__ for b in demo.blocks.values()
                 if (isinstance(b, gr.File) and b.file_count == "multiple")
-                or (isinstance(b, gr.Button) and b.value == "Rebuild index from scratch")]
+                or (isinstance(b, gr.Button) and b.value in ("Rebuild index from scratch", "Rescan corpus folder", "Remove"))]
 
-    assert writers(build_app(own_app.retriever)) == ["File", "Button"]
+    assert writers(build_app(own_app.retriever)) == ["File", "Button", "Button", "Button"]
     assert writers(build_app(own_app.retriever, read_only=True)) == []
     read_only = SearchApp(own_app.retriever, read_only=True)
     upload = tmp_path / "new.txt"
@@ -311,3 +311,22 @@ def test_examples_k_and_mode_rerun_the_search_and_clear_old_panels(seeds_retriev
     demo = build_app(seeds_retriever)
     names = [getattr(dep.fn, "__name__", "") for dep in demo.fns.values()]
     assert names.count("rerun") == 3 and names.count("fresh_panels") == 4 and names.count("search") == 1
+
+
+def test_rescan_picks_up_dropped_files_and_remove_deletes_only_indexed_documents(own_app: SearchApp, tmp_path: Path) -> None:
+    corpus = own_app.corpus_dir
+    assert corpus is not None
+    (corpus / "dropped.md").write_text("Belarus ordered Pantsir radars from Oryol.", encoding="utf-8")
+    status, table, *_ = own_app.rescan()
+    assert "Rescanned" in status and "dropped.md" in table
+    assert own_app.retriever.search("Pantsir radars Oryol", k=1)[0].source == "dropped.md"
+    outside = tmp_path / "outside.txt"
+    outside.write_text("Not part of the corpus.", encoding="utf-8")
+    for source in ("../outside.txt", "nope.txt", None):
+        assert "Choose an indexed document" in own_app.remove(source)[0]
+    assert outside.exists()
+    status, table, *_ = own_app.remove("dropped.md")
+    assert "Removed dropped.md" in status and "dropped.md" not in table and not (corpus / "dropped.md").exists()
+    assert all(hit.source != "dropped.md" for hit in own_app.retriever.search("Pantsir radars Oryol", k=3))
+    assert {choice[1] for choice in own_app.removable().choices} == {p.name for p in corpus.iterdir()}
+    assert "cannot be removed" in SearchApp(own_app.retriever, read_only=True).remove(CHINA)[0]
