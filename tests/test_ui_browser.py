@@ -135,3 +135,70 @@ def test_an_example_runs_and_a_new_mode_reruns_clearing_the_brief(page: Any) -> 
     page.get_by_label("bm25").check()
     expect(page.locator("#rag-status")).to_contain_text("bm25 search")
     expect(page.locator("#brief-passage")).to_have_count(0)  # the brief of the older results is gone
+
+
+@pytest.fixture
+def own_page(chromium: Path, corpus_dir: Path, seeds_index: Path) -> Iterator[Any]:
+    """A page on an app of its own, over a private corpus folder free to change."""
+    import socket
+
+    from playwright.sync_api import expect, sync_playwright
+
+    from rag.retrieval import Retriever
+    from rag.ui import serve
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    demo = serve(Retriever.open(corpus_dir, seeds_index), "127.0.0.1", port, block=False)
+    expect.set_options(timeout=TIMEOUT_MS)
+    try:
+        with sync_playwright() as playwright:
+            browser = playwright.chromium.launch(executable_path=str(chromium), args=CHROMIUM_ARGS)
+            page = browser.new_context(viewport={"width": 1400, "height": 1000}).new_page()
+            page.goto(f"http://127.0.0.1:{port}/")
+            yield page
+            browser.close()
+    finally:
+        demo.close()
+
+
+def test_filters_explain_an_empty_result_and_refuse_a_reversed_range(page: Any) -> None:
+    from playwright.sync_api import expect
+
+    page.get_by_text("Filters: brief, week, category, trend").click()
+    page.get_by_label("Week from").fill("2030-01-01")
+    ask(page, "What did Belarus seek from China?")
+    expect(page.locator("#rag-status")).to_contain_text("no indexed passage matches weeks 2030-01-01")
+    expect(page.locator("#rag-results .rag-card")).to_have_count(0)
+    page.get_by_label("Week from").fill("2019-12-31")
+    page.get_by_label("Week to").fill("2019-01-01")
+    ask(page, "What did Belarus seek from China?")
+    expect(page.locator("#rag-status")).to_contain_text("reversed")
+
+
+def test_export_gives_files_that_a_new_search_clears(page: Any) -> None:
+    from playwright.sync_api import expect
+
+    ask(page, "Roketsan")
+    expect(page.locator("#rag-results .rag-card").first).to_be_visible()
+    page.get_by_text("Export these results as JSON and CSV").click()
+    page.get_by_role("button", name="Export", exact=True).click()
+    expect(page.locator('a[href$="/results.json"]')).to_be_visible()
+    expect(page.locator('a[href$="/results.csv"]')).to_be_visible()
+    ask(page, "Polonaise")
+    expect(page.locator("#rag-status")).to_contain_text("Polonaise")
+    expect(page.locator('a[href$="/results.json"]')).to_have_count(0)
+
+
+def test_upload_indexes_a_brief_the_next_search_finds(own_page: Any, tmp_path: Path) -> None:
+    from playwright.sync_api import expect
+
+    memo = tmp_path / "pantsir-memo.txt"
+    memo.write_text("Belarus ordered Pantsir radars from the Oryol plant in 2021.", encoding="utf-8")
+    own_page.get_by_role("tab", name="Corpus").click()
+    own_page.locator("input[type=file]").first.set_input_files(str(memo))
+    expect(own_page.locator("#rag-corpus")).to_contain_text("pantsir-memo.txt")
+    own_page.get_by_role("tab", name="Search").click()
+    ask(own_page, "Pantsir radars Oryol")
+    expect(own_page.locator("#rag-results .rag-card").first).to_contain_text("pantsir-memo.txt")
