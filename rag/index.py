@@ -368,20 +368,16 @@ def _clean_if_idle(index_dir: Path) -> None:
         1 for name in names if _GENERATION_RE.fullmatch(name)
     ) < 2:
         return
-    try:
-        with (index_dir / LOCK_FILE).open("a") as handle:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            try:
-                _clean(index_dir)
-            finally:
-                fcntl.flock(handle, fcntl.LOCK_UN)
-    except OSError:  # a writer holds the lock, or the folder is read-only
-        return
+    with contextlib.suppress(BlockingIOError, IndexWriteError), _writer_lock(index_dir, None, wait=False):
+        _clean(index_dir)  # skipped when a writer holds the lock, or the folder is read-only
 
 
 @contextlib.contextmanager
-def _writer_lock(index_dir: Path, on_wait: WaitNotice | None) -> Iterator[None]:
-    """Hold the index folder's writer lock; tells ``on_wait`` when another process has it."""
+def _writer_lock(index_dir: Path, on_wait: WaitNotice | None, *, wait: bool = True) -> Iterator[None]:
+    """Hold the index folder's writer lock; tells ``on_wait`` when another process has it.
+
+    With ``wait=False`` a lock held elsewhere raises ``BlockingIOError`` instead of waiting.
+    """
     try:
         index_dir.mkdir(parents=True, exist_ok=True)
         handle = (index_dir / LOCK_FILE).open("a")
@@ -394,6 +390,8 @@ def _writer_lock(index_dir: Path, on_wait: WaitNotice | None) -> Iterator[None]:
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
+            if not wait:
+                raise
             if on_wait is not None:
                 on_wait(f"waiting for the index lock on {index_dir} (another process is building the index)…")
             fcntl.flock(handle, fcntl.LOCK_EX)

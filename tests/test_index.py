@@ -223,7 +223,7 @@ def test_an_up_to_date_index_opens_without_writing(corpus_dir: Path, seeds_index
     before = {p: p.stat().st_mtime_ns for p in seeds_index.rglob("*")}
 
     @contextlib.contextmanager
-    def unwritable(index_dir, on_wait):
+    def unwritable(index_dir, on_wait, **options):
         raise IndexWriteError(f"the index in {index_dir} must be built or updated, but the folder cannot be written")
         yield
 
