@@ -209,8 +209,6 @@ def _filters(args: argparse.Namespace) -> Filters:
                 date.fromisoformat(value)
             except ValueError:
                 raise UsageError(f"--{name.replace('_', '-')} must be a date like 2019-04-15, got {value!r}") from None
-    if args.date_from and args.date_to and args.date_from > args.date_to:
-        raise UsageError(f"the date range is reversed: --date-from {args.date_from} is after --date-to {args.date_to}")
     return Filters(tuple(args.source), tuple(args.category), tuple(args.trend), args.date_from, args.date_to)
 
 

@@ -683,8 +683,8 @@ def _hits_with_confidence(
     ]
 
 
-def _hit(rank: int, record: PassageRecord, score: float, sentence: SentenceSpan, evidence: Evidence | None = None) -> Hit:
-    """A stored passage as a ranked hit with its supporting sentence and, given its evidence, its confidence."""
+def _hit(rank: int, record: PassageRecord, score: float, sentence: SentenceSpan, evidence: Evidence) -> Hit:
+    """A stored passage as a ranked hit with its supporting sentence and the confidence its evidence gives."""
     return Hit(
         rank=rank,
         score=score,
@@ -699,7 +699,7 @@ def _hit(rank: int, record: PassageRecord, score: float, sentence: SentenceSpan,
         text=record.text,
         sentence=sentence,
         chunk_id=record.chunk_id,
-        confidence=confidence(evidence, CONFIDENCE_WEIGHTS) if evidence is not None else 0.0,
+        confidence=confidence(evidence, CONFIDENCE_WEIGHTS),
         evidence=evidence,
     )
 
