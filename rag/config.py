@@ -15,6 +15,11 @@ BUNDLED_MODEL = "all-MiniLM-L6-v2"
 #: Environment variable that points at another local sentence-transformers model folder.
 MODEL_ENV = "RAG_MODEL"
 
+#: Vector index type of new segments: "auto" picks by size (see ``rag.stores.vectors.configure``);
+#: ``rag index --index-type`` overrides it, and the choice is kept in the manifest.
+DEFAULT_INDEX_TYPE = "auto"
+INDEX_TYPES = ("auto", "flat", "hnsw", "ivf")
+
 DEFAULT_K = 5
 MAX_K = 100
 #: Longest question accepted, in characters.

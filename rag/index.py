@@ -5,17 +5,23 @@ Layout of an index folder::
     index/
       CURRENT              name of the live generation (replaced atomically)
       gen-000003/          one complete generation, never modified once published
-        manifest.json      format, model and its files, settings, per-source fingerprints, file checksums
+        manifest.json      format, model and its files, settings, segments, per-source fingerprints
+                           and live passage ids, file checksums
         READERS            every process serving this generation holds a shared lock on it
-        vectors.faiss      chunk vectors (FAISS, inner product, id map)
-        passages.sqlite    documents, chunks, sentence vectors
-        lexical/           bm25s index over the same chunk ids
-        lexical-documents/ bm25s index over whole documents, each under its first chunk's id
+        seg-3f9c.../       an immutable segment (see rag.segments), hard-linked between generations:
+          vectors.faiss      chunk vectors (a FAISS index chosen by the segment's size)
+          passages.sqlite    documents, chunks, int8 sentence vectors
+          lexical/           BM25 term counts over the same chunk ids
+          lexical-documents/ BM25 term counts over whole documents, each under its first chunk's id
         encoder/           the model's question encoder as ONNX + tokenizer (hard-linked between generations)
       .lock                held by the one process that builds, updates or cleans
 
-A new generation is written into a temporary folder and renamed into place; ``CURRENT`` is
-switched last. A crash at any point leaves the previous generation live. Readers take no
+An update writes one new segment holding the added and changed briefs, links the previous
+generation's segments into the new generation folder, and records in the manifest which
+rows of each segment are live (a changed or removed brief's old rows are tombstoned by
+leaving them out); it costs what changed. Small segments are merged as they accumulate
+(see :func:`_merge_plan`). A new generation is written into a temporary folder and renamed
+into place; ``CURRENT`` is switched last. A crash at any point leaves the previous generation live. Readers take no
 index-wide lock: they read ``CURRENT`` and hold a shared lock on that generation's
 ``READERS`` file while they serve it; a generation is deleted only when it is no longer
 current and nobody holds that lock. Opening compares the manifest with the corpus (cheap
@@ -41,36 +47,41 @@ import threading
 import time
 import uuid
 import weakref
+from concurrent.futures import Future, ThreadPoolExecutor
+from collections import Counter
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from .checksums import FileRecord, changed_files, records
-from .chunking import chunk_document
-from .config import IndexSettings
+from .chunking import Chunk, chunk_document
+from .config import DEFAULT_INDEX_TYPE, IndexSettings
 from .documents import Corpus, Document, Scan
 from .onnx_encoder import FILES as ENCODER_FILES
 from .embedding import MODEL_BACKEND, ONNX_BACKEND, PassageEmbedder, model_file_names, resolve_model_path
 from .errors import CorpusError, IndexCorruptError, IndexWriteError, ModelError, RagError
-from .stores.faiss_store import FaissStore
-from .stores.lexical import LexicalStore
-from .stores.passages import Filters, PassageStore
+from .segments import LiveSegments, Segment, SegmentEntry, SegmentWriter, segment_files
+from .segments import search_text as search_text
+from .stores.base import LexicalIndex, PassageIndex, ReadableVectors
 
-FORMAT_VERSION = 4
+FORMAT_VERSION = 5
 CURRENT_FILE = "CURRENT"
 MANIFEST_FILE = "manifest.json"
 READERS_FILE = "READERS"
-VECTORS_FILE = "vectors.faiss"
-PASSAGES_FILE = "passages.sqlite"
-LEXICAL_DIR = "lexical"
-DOCUMENT_LEXICAL_DIR = "lexical-documents"
 ENCODER_DIR = "encoder"
 LOCK_FILE = ".lock"
 DOCUMENTS_PER_BATCH = 64
+#: Merge policy: a new segment absorbs the older segments before it while each holds at most
+#: ``MERGE_FACTOR`` times the rows gathered so far (or fewer than ``SMALL_SEGMENT`` rows), up to
+#: ``MAX_MERGE_ROWS`` rows in all, and any segment of at most that size that is mostly dead rows.
+MERGE_FACTOR = 4
+SMALL_SEGMENT = 1_000
+MAX_MERGE_ROWS = 50_000
 _GENERATION_RE = re.compile(r"gen-\d{6,}")
+_SEGMENT_RE = re.compile(r"seg-[0-9a-f]{8,32}")
 _OPEN_ATTEMPTS = 5
 
 #: Called with a message when the writer lock is held by another process and the caller waits.
@@ -101,6 +112,8 @@ class SourceEntry:
     kind: str | None = None
     note: str | None = None
     warnings: tuple[str, ...] = ()
+    segment: str | None = None  # the segment holding its passages, ids first_id .. first_id + passages - 1
+    first_id: int | None = None
 
 
 @dataclass(frozen=True)
@@ -116,6 +129,9 @@ class Manifest:
     corpus: str
     created: str
     sources: dict[str, SourceEntry]
+    segments: dict[str, SegmentEntry]  # oldest first
+    index_type: str  # the vector index type asked for ("auto": chosen by each segment's size)
+    next_id: int  # the first passage id a later update may give out
     files: dict[str, FileRecord]
 
     def to_dict(self) -> dict[str, Any]:
@@ -147,17 +163,30 @@ class Manifest:
                 corpus=_typed(values["corpus"], str),
                 created=_typed(values["created"], str),
                 sources={_typed(s, str): _source_entry(e) for s, e in _typed(values["sources"], dict).items()},
+                segments={_segment_name(n): SegmentEntry.from_dict(e) for n, e in _typed(values["segments"], dict).items()},
+                index_type=_typed(values["index_type"], str),
+                next_id=_typed(values["next_id"], int),
                 files={_typed(n, str): FileRecord.from_dict(r) for n, r in _typed(values["files"], dict).items()},
             )
         except (KeyError, TypeError, ValueError) as error:
             raise IndexCorruptError(f"the manifest is malformed ({error.__class__.__name__}: {error})") from None
         if set(values) != {f for f in cls.__dataclass_fields__}:
             raise IndexCorruptError("the manifest has unexpected or missing fields")
+        if any(entry.segment not in manifest.segments for entry in manifest.sources.values() if entry.passages):
+            raise IndexCorruptError("the manifest places passages in a segment it does not list")
         return manifest
 
     def model_identity(self) -> tuple[str, str, tuple[tuple[str, str], ...]]:
         """What questions must be encoded with: the backend, the model and its files' hashes."""
         return self.encoder, self.model, tuple(sorted((name, r.sha256) for name, r in self.model_files.items()))
+
+    def ranges(self) -> dict[str, tuple[str, int, int]]:
+        """Each live source with passages: (segment, first passage id, number of passages)."""
+        return {
+            source: (entry.segment, entry.first_id, entry.passages)
+            for source, entry in self.sources.items()
+            if entry.passages and entry.segment is not None and entry.first_id is not None
+        }
 
     def counts(self) -> tuple[int, int]:
         """(indexed documents, passages)."""
@@ -171,6 +200,12 @@ def _typed(value: Any, kind: type) -> Any:
     return value
 
 
+def _segment_name(name: Any) -> str:
+    if not isinstance(name, str) or not _SEGMENT_RE.fullmatch(name):
+        raise ValueError(f"{name!r} is not a segment name")
+    return name
+
+
 def _source_entry(values: Any) -> SourceEntry:
     values = dict(_typed(values, dict))
     values["warnings"] = tuple(_typed(w, str) for w in _typed(values.get("warnings", []), list))
@@ -178,6 +213,8 @@ def _source_entry(values: Any) -> SourceEntry:
     if entry.status not in ("indexed", "skipped") or not _typed(entry.passages, int) >= 0:
         raise ValueError("a source entry has a bad status or passage count")
     _typed(entry.fingerprint, str), _typed(entry.signature, str)
+    if entry.passages:
+        _segment_name(entry.segment), _typed(entry.first_id, int)
     return entry
 
 
@@ -228,17 +265,16 @@ class OpenIndex:
     last lease is released.
     """
 
-    def __init__(
-        self,
-        directory: Path,
-        manifest: Manifest,
-        stores: tuple[FaissStore, LexicalStore, LexicalStore, PassageStore],
-        readers: int,
-        report: IndexReport,
-    ) -> None:
+    def __init__(self, directory: Path, manifest: Manifest, live: LiveSegments, readers: int, report: IndexReport) -> None:
         self.directory = directory
         self.manifest = manifest
-        self.vectors, self.lexical, self.document_lexical, self.passages = stores
+        self.live = live
+        #: What retrieval calls (protocols of ``rag.stores.base``): vector search, BM25 over passages
+        #: and over documents, passage records.
+        self.vectors: ReadableVectors = live.vectors
+        self.lexical: LexicalIndex = live.lexical
+        self.document_lexical: LexicalIndex = live.document_lexical
+        self.passages: PassageIndex = live.passages
         self.report = report
         #: Signatures under which each source's indexed content is known to be on disk now.
         self.signatures = {source: entry.signature for source, entry in manifest.sources.items()}
@@ -249,7 +285,6 @@ class OpenIndex:
         self._leases = 0
         self._retired = False
         self._closed = False
-        self._sources: dict[int, str] | None = None
 
     def acquire(self) -> OpenIndex:
         """Take a lease: the stores stay open until :meth:`release`."""
@@ -294,20 +329,9 @@ class OpenIndex:
         return self._closed
 
     def _close(self) -> None:
-        self.passages.close()
+        self.live.close()
         self._release_readers()
         _remove_if_unused(self.directory)
-
-    def source_of(self, passage_id: int) -> str | None:
-        """The source of a passage id (``None`` when unknown); the map is read once, on first use."""
-        if self._sources is None:
-            self._sources = {i: source for source, ids in _passage_ids(self.passages).items() for i in ids}
-        return self._sources.get(passage_id)
-
-
-def search_text(kind: str, title: str, text: str) -> str:
-    """The text embedded and BM25-indexed for a passage: the title leads unless it is a file name."""
-    return text if kind == "text" else f"{title}\n{text}"
 
 
 # ---------------------------------------------------------------------------
@@ -315,14 +339,11 @@ def search_text(kind: str, title: str, text: str) -> str:
 # ---------------------------------------------------------------------------
 
 
-def _index_file_names(directory: Path) -> list[str]:
-    files = [
-        directory / VECTORS_FILE,
-        directory / PASSAGES_FILE,
-        *sorted((directory / LEXICAL_DIR).iterdir()),
-        *sorted((directory / DOCUMENT_LEXICAL_DIR).iterdir()),
-        *(sorted((directory / ENCODER_DIR).iterdir()) if (directory / ENCODER_DIR).is_dir() else []),
-    ]
+def _file_names(directory: Path, folders: dict[str, SegmentEntry], encoder: bool) -> list[str]:
+    """Names, relative to a generation folder, of the files of the given segments (and of the encoder)."""
+    files = [path for name, entry in folders.items() for path in segment_files(directory / name, entry)]
+    if encoder and (directory / ENCODER_DIR).is_dir():
+        files += sorted((directory / ENCODER_DIR).iterdir())
     return [path.relative_to(directory).as_posix() for path in files]
 
 
@@ -462,31 +483,27 @@ def _load(directory: Path, report: IndexReport) -> OpenIndex:
     try:
         manifest = _read_manifest(directory)
         _damaged(directory, manifest, deep=False)
+        segments: dict[str, Segment] = {}
         try:
-            vectors = FaissStore.load(directory / VECTORS_FILE)
-            lexical = LexicalStore.load(directory / LEXICAL_DIR)
-            document_lexical = LexicalStore.load(directory / DOCUMENT_LEXICAL_DIR)
-            passages = PassageStore(directory / PASSAGES_FILE, read_only=True)
+            for name, entry in manifest.segments.items():
+                segments[name] = Segment(directory / name, entry)
+            live = LiveSegments(segments, manifest.ranges())
+            if live.passages.count() != manifest.counts()[1] or len(live.document_lexical) != len(manifest.ranges()):
+                raise IndexCorruptError("the segments disagree with the manifest on the live passages")
         except (RuntimeError, OSError, ValueError, sqlite3.DatabaseError) as error:
-            _damaged(directory, manifest, deep=True)
-            raise IndexCorruptError(f"index files unreadable ({error})") from None
-        try:
-            if len(vectors) != passages.count() or len(lexical) != len(vectors):
-                raise IndexCorruptError("stores disagree on the number of passages")
-            if len(document_lexical) != sum(1 for entry in manifest.sources.values() if entry.passages):
-                raise IndexCorruptError("the document-level lexical store disagrees with the manifest")
-        except sqlite3.DatabaseError as error:
-            passages.close()
+            for segment in segments.values():
+                segment.close()
             _damaged(directory, manifest, deep=True)
             raise IndexCorruptError(f"index files unreadable ({error})") from None
         except IndexCorruptError:
-            passages.close()
+            for segment in segments.values():
+                segment.close()
             raise
     except BaseException:
         os.close(readers)
         raise
     report.documents, report.passages = manifest.counts()
-    return OpenIndex(directory, manifest, (vectors, lexical, document_lexical, passages), readers, report)
+    return OpenIndex(directory, manifest, live, readers, report)
 
 
 def _load_current(index_dir: Path) -> OpenIndex | None:
@@ -515,7 +532,10 @@ def check_index(index_dir: Path) -> tuple[list[str], list[str]]:
         return [], [str(error)]
     if index is None:
         return [], [f"there is no index in {index_dir}"]
-    findings = [f"generation {index.directory.name}: {index.report.documents} documents, {index.report.passages} passages"]
+    findings = [
+        f"generation {index.directory.name}: {index.report.documents} documents, {index.report.passages} passages "
+        f"in {len(index.manifest.segments)} segment(s)"
+    ]
     problems: list[str] = []
     try:
         damaged = changed_files(index.directory, index.manifest.files, deep=True)
@@ -526,7 +546,7 @@ def check_index(index_dir: Path) -> tuple[list[str], list[str]]:
             index.passages.check()
             findings.append("SQLite integrity check: ok")
         except sqlite3.DatabaseError as error:
-            problems.append(f"{PASSAGES_FILE}: SQLite integrity check failed: {error}")
+            problems.append(f"passages.sqlite: SQLite integrity check failed: {error}")
         if index.manifest.encoder == ONNX_BACKEND:
             from .onnx_encoder import OnnxQuestionEncoder
 
@@ -667,32 +687,39 @@ class _Plan:
     previous: OpenIndex | None
     report: IndexReport
     verified: dict[str, str]  # sources whose signature moved but whose content did not
+    index_type: str  # the vector index type new segments get
 
     @property
     def up_to_date(self) -> bool:
         return self.report.action == "opened"
 
 
-def _plan(corpus: Corpus, scan: Scan, index_dir: Path, settings: IndexSettings, rebuild: bool) -> _Plan:
+def _plan(
+    corpus: Corpus, scan: Scan, index_dir: Path, settings: IndexSettings, rebuild: bool, index_type: str | None
+) -> _Plan:
+    """What opening must do; ``index_type`` ``None`` keeps the index's own type."""
     report = IndexReport(skipped=list(scan.skipped), warnings=list(scan.warnings))
     try:
         previous = _load_current(index_dir)
     except IndexCorruptError as error:
         report.action = "rebuilt"
         report.reason = str(error) if isinstance(error, _FormatChanged) else f"the existing index was corrupted: {error}"
-        return _Plan(None, report, {})
+        return _Plan(None, report, {}, index_type or DEFAULT_INDEX_TYPE)
     if previous is None:
         report.action = "built"
-        return _Plan(None, report, {})
+        return _Plan(None, report, {}, index_type or DEFAULT_INDEX_TYPE)
+    kept = previous.manifest.index_type
     try:
         stale = _stale_reason(previous.manifest, settings) or ("a rebuild was requested" if rebuild else None)
     except BaseException:
         previous.close()
         raise
+    if not stale and index_type not in (None, kept):
+        stale = f"the vector index type changed ({kept} -> {index_type})"
     if stale:
         previous.close()
         report.action, report.reason = "rebuilt", stale
-        return _Plan(None, report, {})
+        return _Plan(None, report, {}, index_type or kept)
     known = previous.manifest.sources
     verified: dict[str, str] = {}
     for source, signature in scan.signatures.items():
@@ -714,11 +741,11 @@ def _plan(corpus: Corpus, scan: Scan, index_dir: Path, settings: IndexSettings, 
         previous.signatures.update(verified)
         previous.report = report
         report.documents, report.passages = previous.manifest.counts()
-    return _Plan(previous, report, verified)
+    return _Plan(previous, report, verified, kept)
 
 
 class _Builder:
-    """Writes one new generation: copies the previous one, applies source changes."""
+    """Writes one new generation: the previous one's segments linked, what changed in a new segment."""
 
     def __init__(self, corpus: Corpus, settings: IndexSettings, embed: Callable[[], PassageEmbedder], progress: bool):
         self.corpus = corpus
@@ -731,97 +758,226 @@ class _Builder:
         previous, report = plan.previous, plan.report
         sources: dict[str, SourceEntry] = dict(previous.manifest.sources) if previous else {}
         for source, signature in plan.verified.items():
-            sources[source] = SourceEntry(**{**asdict(sources[source]), "signature": signature})
+            sources[source] = replace(sources[source], signature=signature)
         (folder / READERS_FILE).touch()
-        if previous:
-            shutil.copy2(previous.directory / PASSAGES_FILE, folder / PASSAGES_FILE)
-            vectors = FaissStore.load(previous.directory / VECTORS_FILE)
-        else:
-            vectors = FaissStore.create(embedder.dimension)
-        passages = PassageStore(folder / PASSAGES_FILE)
-        try:
-            outdated = [s for s in sources if s not in scan.signatures or s in report.changed]
-            vectors.remove(passages.remove_sources(outdated))
-            for source in outdated:
-                del sources[source]
-            todo = [s for s in scan.signatures if s not in sources]
-            with _progress_bar(len(todo), self.progress) as advance:
+        for source in [s for s in sources if s not in scan.signatures or s in report.changed]:
+            del sources[source]  # its rows stay in their segment, dead from now on
+        segments: dict[str, SegmentEntry] = dict(previous.manifest.segments) if previous else {}
+        next_id = previous.manifest.next_id if previous else 1
+        todo = [s for s in scan.signatures if s not in sources]
+        new = None
+        if todo:
+            new = _new_segment_name()
+            writer = SegmentWriter(folder / new, embedder.dimension, plan.index_type)
+            # Embedding the next batch overlaps writing this one into SQLite (one batch in flight).
+            with _progress_bar(len(todo), self.progress) as advance, ThreadPoolExecutor(1, "rag-write") as writes:
+                pending: Future[None] | None = None
                 for first in range(0, len(todo), DOCUMENTS_PER_BATCH):
                     batch = todo[first : first + DOCUMENTS_PER_BATCH]
-                    self._add_batch(batch, scan, embedder, vectors, passages, sources, report)
+                    rows, next_id = self._embed_batch(self._prepare(batch, scan, embedder), embedder, new, next_id, sources, report)
+                    if pending is not None:
+                        pending.result()
+                    pending = writes.submit(_write_rows, writer, rows)
                     advance(len(batch))
-            rows = passages.search_texts()
-            lexical = LexicalStore.build(
-                np.asarray([row[0] for row in rows], dtype=np.int64), [search_text(*row[1:]) for row in rows]
-            )
-            document_lexical = _document_lexical(passages)
-        finally:
-            passages.close()
-        vectors.save(folder / VECTORS_FILE)
-        lexical.save(folder / LEXICAL_DIR)
-        document_lexical.save(folder / DOCUMENT_LEXICAL_DIR)
+                if pending is not None:
+                    pending.result()
+            segments[new] = writer.finish()
+        live: Counter[str | None] = Counter()
+        for entry in sources.values():
+            live[entry.segment] += entry.passages
+        if new is not None and not live[new]:
+            shutil.rmtree(folder / new)
+        segments = {name: entry for name, entry in segments.items() if live[name]}
+        merging = _merge_plan(segments, live, new)
+        for name in segments:
+            if name != new and name not in merging:
+                assert previous is not None
+                _link_tree(previous.directory / name, folder / name)
+        if merging:
+            merged = _new_segment_name()
+            segments[merged] = self._merge(folder, merged, merging, segments, sources, plan, embedder.dimension)
+            for name in merging:
+                del segments[name]
+            sources = {s: replace(e, segment=merged) if e.segment in merging else e for s, e in sources.items()}
         model_files = _model_records(self.settings.model)
+        encoder = _question_encoder_files(embedder, folder / ENCODER_DIR, previous, model_files, report)
         return Manifest(
             format=FORMAT_VERSION,
             model=self.settings.model,
             model_files=model_files,
-            encoder=_question_encoder_files(embedder, folder / ENCODER_DIR, previous, model_files, report),
+            encoder=encoder,
             dimension=embedder.dimension,
             settings=self.settings.to_dict(),
             corpus=repr(self.corpus),
             created=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
             sources=dict(sorted(sources.items())),
-            files=records(folder, _index_file_names(folder), with_mtime=True),
+            segments=segments,
+            index_type=plan.index_type,
+            next_id=next_id,
+            files=_records(folder, _file_names(folder, segments, encoder=True), previous),
         )
 
-    def _add_batch(
+    def _merge(
         self,
-        batch: list[str],
-        scan: Scan,
-        embedder: PassageEmbedder,
-        vectors: FaissStore,
-        passages: PassageStore,
+        folder: Path,
+        merged: str,
+        merging: list[str],
+        segments: dict[str, SegmentEntry],
         sources: dict[str, SourceEntry],
-        report: IndexReport,
-    ) -> None:
-        loaded: list[tuple[Document, list[Any], str]] = []
+        plan: _Plan,
+        dimension: int,
+    ) -> SegmentEntry:
+        """Write segment ``merged`` from the live rows of the ``merging`` segments (removed afterwards)."""
+        previous = plan.previous
+        writer = SegmentWriter(folder / merged, dimension, plan.index_type)
+        for name in merging:
+            fresh = previous is None or name not in previous.live.segments
+            segment = Segment(folder / name, segments[name]) if fresh else previous.live.segments[name]
+            try:
+                writer.copy(segment, {s: (e.first_id, e.passages) for s, e in sources.items()
+                                      if e.segment == name and e.passages and e.first_id is not None})
+            finally:
+                if fresh:
+                    segment.close()
+                    shutil.rmtree(folder / name)
+        return writer.finish()
+
+    def _prepare(self, batch: list[str], scan: Scan, embedder: PassageEmbedder) -> list[_Prepared]:
+        """Read and chunk a batch of sources (a source that cannot be indexed comes back with its reason)."""
+        prepared = []
         for source in batch:
             try:
                 read = self.corpus.load(source)
             except CorpusError as error:
-                sources[source] = SourceEntry("", scan.signatures[source], "skipped", note=str(error))
-                report.skipped.append((source, str(error)))
+                prepared.append(_Prepared(source, scan.signatures[source], "", None, [], str(error)))
                 continue
             doc = read.document
             if doc is None:
-                sources[source] = SourceEntry(read.fingerprint, read.signature, "skipped", note="no text to index")
-                report.skipped.append((source, "no text to index"))
+                prepared.append(_Prepared(source, read.signature, read.fingerprint, None, [], "no text to index"))
                 continue
-            report.warnings.extend(doc.warnings)
-            chunks = chunk_document(
-                doc, embedder.count_tokens, self.settings.chunk_tokens, self.settings.overlap_tokens
+            chunks = chunk_document(doc, embedder.count_tokens, self.settings.chunk_tokens, self.settings.overlap_tokens)
+            prepared.append(_Prepared(source, read.signature, read.fingerprint, doc, chunks, None))
+        return prepared
+
+    def _embed_batch(
+        self,
+        prepared: list[_Prepared],
+        embedder: PassageEmbedder,
+        segment: str,
+        next_id: int,
+        sources: dict[str, SourceEntry],
+        report: IndexReport,
+    ) -> tuple[list[_Row], int]:
+        """Embed a prepared batch (passages and sentences in one call, each distinct text once) under
+        ids from ``next_id``; returns the rows to write and the next free id."""
+        loaded = []
+        for item in prepared:
+            if item.doc is None:
+                sources[item.source] = SourceEntry(item.fingerprint, item.signature, "skipped", note=item.problem)
+                report.skipped.append((item.source, item.problem or ""))
+                continue
+            report.warnings.extend(item.doc.warnings)
+            sources[item.source] = SourceEntry(
+                item.fingerprint, item.signature, "indexed", len(item.chunks), item.doc.kind,
+                warnings=tuple(item.doc.warnings),
+                segment=segment if item.chunks else None, first_id=next_id if item.chunks else None,
             )
-            sources[source] = SourceEntry(
-                read.fingerprint, read.signature, "indexed", len(chunks), doc.kind, warnings=tuple(doc.warnings)
-            )
-            loaded.append((doc, chunks, read.fingerprint))
-        texts = [search_text(doc.kind, doc.title, chunk.text) for doc, chunks, _ in loaded for chunk in chunks]
-        chunk_vectors = embedder.encode(texts)
-        sentence_spans = [sorted({s for chunk in chunks for s in chunk.sentences}) for _, chunks, _ in loaded]
-        sentence_vectors = None
+            spans = sorted({span for chunk in item.chunks for span in chunk.sentences})
+            loaded.append((item, item.doc, next_id, spans))
+            next_id += len(item.chunks)
+        texts = [search_text(doc.kind, doc.title, chunk.text) for item, doc, _, _ in loaded for chunk in item.chunks]
         if self.settings.embed_sentences:
-            sentence_vectors = embedder.encode(
-                [doc.text[s:e] for (doc, _, _), spans in zip(loaded, sentence_spans) for s, e in spans]
-            )
-        chunk_row = sentence_row = 0
-        for (doc, chunks, fingerprint), spans in zip(loaded, sentence_spans):
-            doc_sentence_vectors = (
-                sentence_vectors[sentence_row : sentence_row + len(spans)] if sentence_vectors is not None else None
-            )
-            ids = passages.add_document(doc, fingerprint, chunks, spans, doc_sentence_vectors)
-            vectors.add(ids, chunk_vectors[chunk_row : chunk_row + len(chunks)])
-            chunk_row += len(chunks)
-            sentence_row += len(spans)
+            texts += [doc.text[start:end] for _, doc, _, spans in loaded for start, end in spans]
+        distinct = list(dict.fromkeys(texts))
+        vectors = embedder.encode(distinct) if distinct else np.zeros((0, embedder.dimension), dtype=np.float32)
+        place = {text: number for number, text in enumerate(distinct)}
+        ordered = vectors[[place[text] for text in texts]] if texts else vectors
+        rows, passage_row, sentence_row = [], 0, sum(len(item.chunks) for item, *_ in loaded)
+        for item, doc, first_id, spans in loaded:
+            sentence_vectors = None
+            if self.settings.embed_sentences:
+                sentence_vectors = ordered[sentence_row : sentence_row + len(spans)]
+                sentence_row += len(spans)
+            rows.append(_Row(
+                doc, item.fingerprint, item.chunks, np.arange(first_id, first_id + len(item.chunks), dtype=np.int64),
+                ordered[passage_row : passage_row + len(item.chunks)], spans, sentence_vectors,
+            ))
+            passage_row += len(item.chunks)
+        return rows, next_id
+
+
+@dataclass(frozen=True)
+class _Row:
+    """A document embedded and ready to write: the arguments of :meth:`SegmentWriter.add`."""
+
+    doc: Document
+    fingerprint: str
+    chunks: list[Chunk]
+    ids: np.ndarray
+    chunk_vectors: np.ndarray
+    sentences: list[tuple[int, int]]
+    sentence_vectors: np.ndarray | None
+
+
+def _write_rows(writer: SegmentWriter, rows: list[_Row]) -> None:
+    for row in rows:
+        writer.add(row.doc, row.fingerprint, row.chunks, row.ids, row.chunk_vectors, row.sentences, row.sentence_vectors)
+
+
+@dataclass(frozen=True)
+class _Prepared:
+    """A source read and chunked, ready to embed (``doc`` is ``None`` when it cannot be indexed, and why)."""
+
+    source: str
+    signature: str
+    fingerprint: str
+    doc: Document | None
+    chunks: list[Chunk]
+    problem: str | None
+
+
+def _new_segment_name() -> str:
+    return f"seg-{uuid.uuid4().hex[:16]}"
+
+
+def _merge_plan(segments: dict[str, SegmentEntry], live: Counter[str | None], new: str | None) -> list[str]:
+    """The segments to merge into one, in order (none when fewer than two, or one that is not mostly dead).
+
+    Like a binomial counter: the new segment absorbs the segments written before it, newest
+    first, while each holds at most ``MERGE_FACTOR`` times the rows gathered so far (or fewer
+    than ``SMALL_SEGMENT``), so a corpus grown one brief at a time keeps O(log n) segments
+    and each row is rewritten O(log n) times. A segment whose rows are mostly dead is
+    compacted. No merge writes more than ``MAX_MERGE_ROWS`` rows, so an update stays cheap;
+    larger segments come only from builds.
+    """
+    names = list(segments)
+    chosen: set[str] = set()
+    if new is not None and new in segments:
+        gathered = live[new]
+        for name in reversed(names[:-1]):
+            rows = live[name]
+            if rows > max(MERGE_FACTOR * gathered, SMALL_SEGMENT) or gathered + rows > MAX_MERGE_ROWS:
+                break
+            chosen.add(name)
+            gathered += rows
+    chosen |= {name for name in names if 2 * live[name] < segments[name].passages and live[name] <= MAX_MERGE_ROWS}
+    if chosen and new in segments:
+        chosen.add(new)
+    if len(chosen) == 1 and live[next(iter(chosen))] == segments[next(iter(chosen))].passages:
+        return []
+    return [name for name in names if name in chosen]
+
+
+def _records(folder: Path, names: list[str], previous: OpenIndex | None) -> dict[str, FileRecord]:
+    """Checksum records of the named files; a file hard-linked from the previous generation keeps its record."""
+    kept: dict[str, FileRecord] = {}
+    if previous is not None:
+        for name in names:
+            record = previous.manifest.files.get(name)
+            with contextlib.suppress(OSError):
+                if record is not None and os.stat(folder / name).st_ino == os.stat(previous.directory / name).st_ino:
+                    kept[name] = record
+    return {**records(folder, [name for name in names if name not in kept], with_mtime=True), **kept}
 
 
 #: Encoder folders of generations this process published, by model identity: later builds link them.
@@ -862,30 +1018,15 @@ def _question_encoder_files(
 
 
 def _link_tree(source: Path, target: Path) -> None:
-    """Hard-link (copy where linking fails) every file of ``source`` into ``target``."""
-    target.mkdir(parents=True)
-    for path in source.iterdir():
-        try:
-            os.link(path, target / path.name)
-        except OSError:
-            shutil.copy2(path, target / path.name)
+    """Hard-link (copy where linking fails) every file under ``source`` into ``target``."""
+    shutil.copytree(source, target, copy_function=_link_or_copy)
 
 
-def _passage_ids(passages: PassageStore) -> dict[str, list[int]]:
-    """The chunk ids of every stored document that has chunks, by source."""
-    by_source = {entry["source"]: passages.filtered_ids(Filters(sources=(entry["source"],))) for entry in passages.documents()}
-    return {source: ids for source, ids in by_source.items() if ids}
-
-
-def _document_lexical(passages: PassageStore) -> LexicalStore:
-    """BM25 over whole documents (title and body), each stored under the id of its first chunk."""
-    ids, texts = [], []
-    for source, chunk_ids in _passage_ids(passages).items():
-        doc = passages.document(source)
-        if doc is not None:
-            ids.append(min(chunk_ids))
-            texts.append(search_text(doc.kind, doc.title, doc.text[doc.body[0][0] : doc.body[-1][1]]))
-    return LexicalStore.build(np.asarray(ids, dtype=np.int64), texts)
+def _link_or_copy(source: str, target: str) -> None:
+    try:
+        os.link(source, target)
+    except OSError:
+        shutil.copy2(source, target)
 
 
 def _publish(index_dir: Path, folder: Path, manifest: Manifest) -> Path:
@@ -912,17 +1053,20 @@ def open_index(
     progress: bool = False,
     rebuild: bool = False,
     on_wait: WaitNotice | None = None,
+    index_type: str | None = None,
 ) -> OpenIndex:
     """Open the index of ``corpus`` in ``index_dir``, building or updating it first when needed.
 
     An up-to-date index is opened without any index-wide lock, so a read-only index folder
     can be searched. ``embed`` is called only when passages must be embedded. ``on_wait``
-    hears when another process holds the writer lock. Raises ``CorpusError`` when the
-    corpus cannot be listed, ``IndexWriteError`` when the index must change but cannot.
+    hears when another process holds the writer lock. ``index_type`` (one of
+    ``config.INDEX_TYPES``) rebuilds an index of another type; ``None`` keeps the index's own.
+    Raises ``CorpusError`` when the corpus cannot be listed, ``IndexWriteError`` when the
+    index must change but cannot.
     """
     index_dir = Path(index_dir)
     scan = corpus.scan()
-    plan = _plan(corpus, scan, index_dir, settings, rebuild)
+    plan = _plan(corpus, scan, index_dir, settings, rebuild, index_type)
     if plan.up_to_date:
         assert plan.previous is not None
         _clean_if_idle(index_dir)
@@ -930,7 +1074,7 @@ def open_index(
     if plan.previous is not None:
         plan.previous.close()
     with _writer_lock(index_dir, on_wait):
-        plan = _plan(corpus, scan, index_dir, settings, rebuild)  # another writer may have done the work
+        plan = _plan(corpus, scan, index_dir, settings, rebuild, index_type)  # another writer may have done the work
         if plan.up_to_date:
             assert plan.previous is not None
             return plan.previous

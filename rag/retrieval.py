@@ -223,6 +223,7 @@ class Retriever:
         on_wait: WaitNotice | None = None,
         encoder: QuestionEncoder | None = None,
         embed: Callable[[], PassageEmbedder] | None = None,
+        index_type: str | None = None,
     ) -> Retriever:
         """Open (building or updating as needed) the index of ``corpus`` stored in ``index_dir``.
 
@@ -230,12 +231,15 @@ class Retriever:
         to the index is in :attr:`report`. ``on_wait`` hears when another process is
         building the index and this call waits for it. ``encoder`` and ``embed`` replace the
         default question encoder and passage embedder (see :class:`Retriever`).
+        ``index_type`` rebuilds the index with another vector index type (``None`` keeps its own).
         """
         corpus = FolderCorpus(corpus) if isinstance(corpus, (str, Path)) else corpus
         settings = settings or IndexSettings(model=model_setting())
         index_dir = Path(index_dir)
         embed = embed or functools.partial(passage_embedder, settings.model)
-        index = open_index(corpus, index_dir, settings, embed, progress=progress, rebuild=rebuild, on_wait=on_wait)
+        index = open_index(
+            corpus, index_dir, settings, embed, progress=progress, rebuild=rebuild, on_wait=on_wait, index_type=index_type
+        )
         return cls(corpus, index_dir, settings, index, fusion, reranker, encoder=encoder, embed=embed)
 
     @property
@@ -313,7 +317,7 @@ class Retriever:
     def passage_vectors(self) -> np.ndarray:
         """Every stored passage vector, in passage-id order (what a reference recipe searches)."""
         with self._lease() as index:
-            return index.vectors.vectors([row[0] for row in index.passages.search_texts()])
+            return index.vectors.vectors(index.passages.ids())
 
     # -- searching -------------------------------------------------------------
 
@@ -657,8 +661,7 @@ def _check_mmr(mmr: float | None) -> None:
 def _best_per_source(index: OpenIndex, ids: np.ndarray, scores: np.ndarray) -> dict[str, float]:
     """The best score of each source among scored passage ids (id -1 marks an empty place)."""
     best: dict[str, float] = {}
-    for passage_id, score in zip(ids.tolist(), scores.tolist()):
-        source = index.source_of(passage_id)
+    for source, score in zip(index.live.sources_of(ids.tolist()), scores.tolist()):
         if source is not None and score > best.get(source, -np.inf):
             best[source] = score
     return best

@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from rag.cli import main
-from rag.index import CURRENT_FILE, VECTORS_FILE
+from rag.index import CURRENT_FILE
+from rag.segments import VECTORS_FILE
 
 from .test_retrieval import CHINA, HIT_KEYS
 
@@ -109,7 +110,7 @@ def test_index_command_reports_and_recovers_from_corruption(capsys, corpus_dir: 
     status, out, err = run(capsys, "index", "--corpus", str(corpus_dir), "--index-dir", str(index_dir))
     assert status == 0 and "index built" in err and "5 documents" in out
     generation = index_dir / (index_dir / CURRENT_FILE).read_text().strip()
-    (generation / VECTORS_FILE).write_bytes(b"\0" * 64)
+    next(generation.glob("seg-*/" + VECTORS_FILE)).write_bytes(b"\0" * 64)
     status, out, err = run(capsys, "ask", "Polonaise", "--json", "--corpus", str(corpus_dir), "--index-dir", str(index_dir))
     assert status == 0 and "rebuilt because the existing index was corrupted" in err
     assert json.loads(out)["hits"]
@@ -202,11 +203,12 @@ def test_index_check_verifies_everything_and_fails_on_damage(capsys, corpus_dir:
     assert status == 0 and "files match their SHA-256 checksums" in out and "SQLite integrity check: ok" in out
     assert "ONNX question encoder: loads" in out and out.rstrip().endswith("sound")
     generation = seeds_index / (seeds_index / CURRENT_FILE).read_text().strip()
-    data = bytearray((generation / VECTORS_FILE).read_bytes())
+    vectors = next(generation.glob("seg-*/" + VECTORS_FILE))
+    data = bytearray(vectors.read_bytes())
     data[100] ^= 0xFF  # same size: only a full check sees it
-    (generation / VECTORS_FILE).write_bytes(bytes(data))
+    vectors.write_bytes(bytes(data))
     status, out, _ = run(capsys, "index", "--check", "--index-dir", str(seeds_index))
-    assert status == 1 and f"DAMAGED: {VECTORS_FILE}" in out and "checksum mismatch" in out and "rag index --rebuild" in out
+    assert status == 1 and f"DAMAGED: {vectors.parent.name}/{VECTORS_FILE}" in out and "checksum mismatch" in out and "rag index --rebuild" in out
     status, _, err = run(capsys, "index", "--check", "--rebuild", "--index-dir", str(seeds_index))
     assert status == 2 and "not both" in err
     status, out, _ = run(capsys, "index", "--check", "--index-dir", str(corpus_dir / "nowhere"))

@@ -71,11 +71,11 @@ CHANGED_TEXT = (
 
 #: Named kill points, in the order a build reaches them.
 POINTS = (
-    "passages-first-document",  # first document written into the new passages.sqlite
-    "passages-closed",  # the builder closed passages.sqlite
-    "faiss-saved",  # FaissStore.save returned
-    "lexical-saved",  # first LexicalStore.save (lexical/)
-    "document-lexical-saved",  # second LexicalStore.save (lexical-documents/)
+    "passages-first-document",  # first document written into the new segment's passages.sqlite
+    "passages-closed",  # the segment writer closed passages.sqlite
+    "lexical-saved",  # first LexicalSegment.save (lexical/, after the vectors were saved)
+    "document-lexical-saved",  # second LexicalSegment.save (lexical-documents/)
+    "segment-finished",  # the first segment written is complete (an update then merges it with the old one)
     "manifest-written",  # _write_atomic(.../manifest.json) returned
     "renamed-before-current",  # os.rename(.tmp-*, gen-N) done, CURRENT not yet written
     "current-temp-before-replace",  # .CURRENT.*.tmp written and fsynced, os.replace not yet done
@@ -86,7 +86,7 @@ POINTS = (
 SWITCHED = {"current-switched", "clean-midway"}
 KINDS = ("rebuild", "update-add", "update-change")
 #: The "changed file" kind runs this subset unless RAG_FAULT_ALL is set.
-CHANGE_SUBSET = ("passages-closed", "manifest-written", "renamed-before-current", "current-switched", "clean-midway")
+CHANGE_SUBSET = ("passages-closed", "segment-finished", "manifest-written", "renamed-before-current", "current-switched", "clean-midway")
 ALL = os.environ.get("RAG_FAULT_ALL", "") not in ("", "0")
 CASES = [
     (kind, point)
@@ -112,8 +112,8 @@ import rag.index as index
 import rag.retrieval
 from rag.config import IndexSettings
 from rag.documents import FolderCorpus
-from rag.stores.faiss_store import FaissStore
-from rag.stores.lexical import LexicalStore
+from rag.segments import SegmentWriter
+from rag.stores.lexical import LexicalSegment
 from rag.stores.passages import PassageStore
 
 GENERATION = re.compile(r"gen-\d{6,}")
@@ -172,7 +172,7 @@ def after(owner, name, when=lambda *a, **k: True, nth=1):
 
 
 def in_tmp(store, *args, **kwargs):
-    return store.path.parent.name.startswith(".tmp-")
+    return any(folder.name.startswith(".tmp-") for folder in store.path.parents)
 
 
 def arm(point):
@@ -180,12 +180,12 @@ def arm(point):
         after(PassageStore, "add_document", in_tmp)
     elif point == "passages-closed":
         after(PassageStore, "close", in_tmp)
-    elif point == "faiss-saved":
-        after(FaissStore, "save")
     elif point == "lexical-saved":
-        after(LexicalStore, "save", nth=1)
+        after(LexicalSegment, "save", nth=1)
     elif point == "document-lexical-saved":
-        after(LexicalStore, "save", nth=2)
+        after(LexicalSegment, "save", nth=2)
+    elif point == "segment-finished":
+        after(SegmentWriter, "finish")
     elif point == "manifest-written":
         after(index, "_write_atomic", lambda path, content: Path(path).name == index.MANIFEST_FILE)
     elif point == "renamed-before-current":
@@ -374,14 +374,17 @@ class Recorder:
         assert index is not None
         self.encoder = index.directory / "encoder"
         try:
-            rows = index.passages.search_texts()
-            vectors = index.vectors.vectors([row[0] for row in rows])
-            self.vectors.update((search_text(*row[1:]), vector) for row, vector in zip(rows, vectors))
-            for entry in index.passages.documents():
-                text = index.passages.document(entry["source"]).text
-                for start, end, vector in index.passages.sentence_vectors(entry["source"], 0, len(text)):
-                    if vector is not None:
-                        self.vectors.setdefault(text[start:end], vector)
+            ids = index.passages.ids()
+            records = index.passages.passages(ids)
+            vectors = index.vectors.vectors(ids)
+            self.vectors.update(
+                (search_text(records[i].kind, records[i].title, records[i].text), vector) for i, vector in zip(ids, vectors)
+            )
+            for record in records.values():
+                keys = [(record.source, start, end) for start, end in record.sentences]
+                for (_, start, end), vector in index.passages.sentence_vectors_of(keys).items():
+                    if vector is not None:  # stored as int8: the direction, as near as 1/127 allows
+                        self.vectors.setdefault(record.text[start - record.start : end - record.start], vector)
         finally:
             index.close()
 
@@ -409,7 +412,8 @@ def seed_crash_leftovers(index_dir: Path) -> list[str]:
     runs, so these give ``_clean`` something to be killed in the middle of.
     """
     folder = index_dir / ".tmp-0123456789abcdef0123456789abcdef"
-    shutil.copytree(index_dir / current_name(index_dir) / "lexical", folder / "lexical")
+    segment = next((index_dir / current_name(index_dir)).glob("seg-*"))
+    shutil.copytree(segment, folder / segment.name)
     (folder / "READERS").touch()
     (index_dir / ".CURRENT.0123456789abcdef0123456789abcdef.tmp").write_text("gen-000009\n", encoding="utf-8")
     return sorted([folder.name, ".CURRENT.0123456789abcdef0123456789abcdef.tmp"])

@@ -18,7 +18,8 @@ from rag.config import IndexSettings
 from rag.documents import FolderCorpus
 from rag.embedding import passage_embedder
 from rag.errors import CorpusError, IndexWriteError
-from rag.index import CURRENT_FILE, ENCODER_DIR, FORMAT_VERSION, MANIFEST_FILE, PASSAGES_FILE, VECTORS_FILE, OpenIndex, open_index
+from rag.index import CURRENT_FILE, ENCODER_DIR, FORMAT_VERSION, MANIFEST_FILE, OpenIndex, open_index
+from rag.segments import PASSAGES_FILE, VECTORS_FILE
 
 from .conftest import HashingEmbedder
 
@@ -32,6 +33,11 @@ def live_generation(index_dir: Path) -> Path:
     return index_dir / (index_dir / CURRENT_FILE).read_text().strip()
 
 
+def segment(generation: Path) -> Path:
+    """The generation's only (or first) segment folder."""
+    return sorted(generation.glob("seg-*"))[0]
+
+
 def test_build_then_reopen_without_work(corpus_dir: Path, tmp_path: Path) -> None:
     index_dir = tmp_path / "index"
     built = open_seeds(corpus_dir, index_dir)
@@ -40,7 +46,8 @@ def test_build_then_reopen_without_work(corpus_dir: Path, tmp_path: Path) -> Non
     assert manifest["model"] == "all-MiniLM-L6-v2" and manifest["dimension"] == 384
     assert manifest["settings"] == IndexSettings().to_dict()
     assert set(manifest["sources"]) == {p.name for p in corpus_dir.iterdir()}
-    assert {"vectors.faiss", "passages.sqlite"} <= set(manifest["files"])
+    (name,) = manifest["segments"]  # a build writes one segment
+    assert {f"{name}/vectors.faiss", f"{name}/passages.sqlite"} <= set(manifest["files"])
     again = open_seeds(corpus_dir, index_dir, embed=None)
     assert again.report.action == "opened" and again.report.passages == built.report.passages
     assert again.directory == built.directory
@@ -96,11 +103,11 @@ def test_settings_or_model_change_rebuilds(corpus_dir: Path, seeds_index: Path) 
 @pytest.mark.parametrize(
     "damage",
     [
-        lambda gen: (gen / VECTORS_FILE).write_bytes((gen / VECTORS_FILE).read_bytes()[:100]),
-        lambda gen: (gen / PASSAGES_FILE).write_bytes(b"garbage" * 100),
+        lambda gen: (segment(gen) / VECTORS_FILE).write_bytes((segment(gen) / VECTORS_FILE).read_bytes()[:100]),
+        lambda gen: (segment(gen) / PASSAGES_FILE).write_bytes(b"garbage" * 100),
         lambda gen: (gen / MANIFEST_FILE).write_text("{not json"),
-        lambda gen: (gen / VECTORS_FILE).unlink(),
-        lambda gen: shutil.rmtree(gen / "lexical"),
+        lambda gen: (segment(gen) / VECTORS_FILE).unlink(),
+        lambda gen: shutil.rmtree(segment(gen) / "lexical"),
         lambda gen: (gen.parent / CURRENT_FILE).write_text("../../etc"),
     ],
     ids=["truncated-vectors", "garbage-sqlite", "bad-manifest", "missing-vectors", "missing-lexical", "bad-current"],
@@ -281,12 +288,12 @@ def test_opening_hashes_only_files_whose_time_moved(corpus_dir: Path, seeds_inde
     open_seeds(corpus_dir, seeds_index, embed=None).close()
     assert hashed == []  # sizes and times match: nothing is read
     generation = live_generation(seeds_index)
-    os.utime(generation / VECTORS_FILE, ns=(1, 1))
+    os.utime(segment(generation) / VECTORS_FILE, ns=(1, 1))
     assert open_seeds(corpus_dir, seeds_index, embed=None).report.action == "opened"
     assert hashed == [VECTORS_FILE]  # time moved, content did not: hashed, still sound
-    data = bytearray((generation / PASSAGES_FILE).read_bytes())
+    data = bytearray((segment(generation) / PASSAGES_FILE).read_bytes())
     data[-1] ^= 0xFF  # same size, new content, new time
-    (generation / PASSAGES_FILE).write_bytes(bytes(data))
+    (segment(generation) / PASSAGES_FILE).write_bytes(bytes(data))
     recovered = open_seeds(corpus_dir, seeds_index, embed=HashingEmbedder)
     assert recovered.report.action == "rebuilt" and "passages.sqlite" in recovered.report.reason
 

@@ -1,27 +1,35 @@
-"""BM25 lexical search with bm25s: English stop words, Snowball stemming, persisted to a folder."""
+"""BM25 over segments: term counts per immutable segment, scored with corpus-wide statistics at query time.
+
+bm25s bakes each term's IDF and the average length into the scores it stores, so an index
+built from several segments (or with deleted rows) would score with the wrong statistics.
+Each segment here keeps only raw term counts (a sparse documents x terms matrix) and
+document lengths; :class:`Bm25` scores a question over the live rows of all segments with
+bm25s' tokenizer and its default Lucene BM25 formula (``k1=1.5``, ``b=0.75``), using the
+document count, frequencies and average length of the live rows. Scores equal bm25s'
+over the same live texts (``tests/stores/test_lexical.py`` checks it against bm25s).
+"""
 
 from __future__ import annotations
 
+import array
 import functools
+import json
 import re
 import threading
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-_IDS_FILE = "ids.npy"
+K1 = 1.5
+B = 0.75
+_TERMS_FILE = "terms.json"
+#: The arrays of a segment, each its own ``.npy`` file (memory-mapped when opened).
+_ARRAYS = ("ids", "lengths", "indptr", "rows", "counts")
 #: bm25s's default token pattern (scikit-learn's CountVectorizer).
 _TOKEN_RE = re.compile(r"(?u)\b\w\w+\b")
 _STEMMERS = threading.local()  # PyStemmer objects are not thread-safe: one per thread
-
-
-def _tokenize(texts: list[str], **options: Any) -> Any:
-    import bm25s
-    import Stemmer
-
-    return bm25s.tokenize(texts, stopwords="en", stemmer=Stemmer.Stemmer("english"), show_progress=False, **options)
 
 
 @functools.cache
@@ -65,68 +73,199 @@ def term_overlap(query: str, texts: list[str]) -> list[float]:
     return [len(query_terms & _term_set(text)) / len(query_terms) for text in texts]
 
 
-class LexicalStore:
-    """A bm25s index over passage texts, addressed by the same int64 ids as the vectors."""
+class LexicalSegment:
+    """Term counts of one segment's texts: a compressed-column documents x terms matrix.
 
-    def __init__(self, model: Any, ids: np.ndarray) -> None:
-        self._model = model
-        self._ids = ids
-        self._position = {int(passage_id): position for position, passage_id in enumerate(ids)}
+    ``ids[row]`` is the int64 id of the text in ``row``; ``lengths[row]`` its number of terms;
+    the rows holding term ``t`` are ``rows[indptr[t]:indptr[t + 1]]`` with their counts in
+    ``counts`` at the same places. Immutable once built; saved as one ``.npy`` per array.
+    """
 
-    @classmethod
-    def build(cls, ids: np.ndarray, texts: list[str]) -> LexicalStore:
-        """Index ``texts`` (one per id)."""
-        import bm25s
-
-        model = bm25s.BM25()
-        if texts:
-            model.index(_tokenize(texts), show_progress=False)
-        return cls(model, np.asarray(ids, dtype=np.int64))
+    def __init__(self, terms: Sequence[str], arrays: dict[str, np.ndarray]) -> None:
+        self.terms = list(terms)
+        self.ids, self.lengths, self.indptr, self.rows, self.counts = (arrays[name] for name in _ARRAYS)
+        self._vocabulary: dict[str, int] | None = None
 
     @classmethod
-    def load(cls, folder: Path) -> LexicalStore:
-        """Read a store written by :meth:`save`."""
-        import bm25s
+    def build(cls, ids: Sequence[int], texts: Sequence[str]) -> LexicalSegment:
+        """Count the terms of ``texts`` (one per id)."""
+        vocabulary: dict[str, int] = {}
+        columns = array.array("i")  # 4 bytes a term, not a Python int each: a million passages fit
+        lengths = np.zeros(len(texts), dtype=np.float32)
+        for row, text in enumerate(texts):
+            found = terms(text)
+            lengths[row] = len(found)
+            columns.extend([vocabulary.setdefault(term, len(vocabulary)) for term in found])
+        row_of = np.repeat(np.arange(len(texts), dtype=np.int32), lengths.astype(np.int64))
+        return cls._from_pairs(
+            list(vocabulary), np.asarray(ids, dtype=np.int64), lengths, np.frombuffer(columns, dtype=np.int32), row_of
+        )
 
-        ids = np.load(folder / _IDS_FILE)
-        model = bm25s.BM25.load(str(folder), show_progress=False) if len(ids) else bm25s.BM25()
-        return cls(model, ids)
+    @classmethod
+    def _from_pairs(
+        cls, terms_: list[str], ids: np.ndarray, lengths: np.ndarray, columns: np.ndarray, rows: np.ndarray,
+        counts: np.ndarray | None = None,
+    ) -> LexicalSegment:
+        """The segment whose (row, term) pairs are given, each counted ``counts`` times (once by default)."""
+        import scipy.sparse
+
+        weights = np.ones(len(rows), dtype=np.float32) if counts is None else counts
+        matrix = scipy.sparse.csc_matrix(
+            (weights, (rows, columns)), shape=(len(ids), len(terms_)), dtype=np.float32
+        )
+        matrix.sum_duplicates()
+        arrays = {
+            "ids": ids, "lengths": lengths, "indptr": matrix.indptr.astype(np.int64),
+            "rows": matrix.indices.astype(np.int32), "counts": matrix.data.astype(np.float32),
+        }
+        return cls(terms_, arrays)
+
+    @classmethod
+    def merge(cls, parts: Sequence[tuple[LexicalSegment, np.ndarray]]) -> LexicalSegment:
+        """One segment holding the rows of each part that its boolean mask keeps, in order."""
+        vocabulary: dict[str, int] = {}
+        ids, lengths, columns, rows, counts = [], [], [], [], []
+        offset = 0
+        for segment, keep in parts:
+            new_row = np.full(len(segment.ids), -1, dtype=np.int64)
+            new_row[keep] = offset + np.arange(int(keep.sum()))
+            remap = np.asarray([vocabulary.setdefault(term, len(vocabulary)) for term in segment.terms], dtype=np.int64)
+            term_of = np.repeat(np.arange(len(segment.terms)), np.diff(segment.indptr))
+            kept = keep[segment.rows]
+            columns.append(remap[term_of[kept]])
+            rows.append(new_row[segment.rows[kept]])
+            counts.append(np.asarray(segment.counts)[kept])
+            ids.append(np.asarray(segment.ids)[keep])
+            lengths.append(np.asarray(segment.lengths)[keep])
+            offset += int(keep.sum())
+        joined = [np.concatenate(values) if values else np.zeros(0) for values in (ids, lengths, columns, rows, counts)]
+        return cls._from_pairs(
+            list(vocabulary), joined[0].astype(np.int64), joined[1].astype(np.float32),
+            joined[2].astype(np.int64), joined[3].astype(np.int64), joined[4].astype(np.float32),
+        )
+
+    def sorted_by_id(self) -> LexicalSegment:
+        """This segment with its rows in ascending id order (itself when they already are)."""
+        ids = np.asarray(self.ids)
+        if len(ids) < 2 or bool(np.all(ids[1:] > ids[:-1])):
+            return self
+        order = np.argsort(ids, kind="stable")
+        position = np.empty_like(order)
+        position[order] = np.arange(len(order))
+        term_of = np.repeat(np.arange(len(self.terms)), np.diff(self.indptr))
+        return self._from_pairs(
+            self.terms, ids[order], np.asarray(self.lengths)[order], term_of, position[np.asarray(self.rows)],
+            np.asarray(self.counts),
+        )
+
+    @classmethod
+    def load(cls, folder: Path) -> LexicalSegment:
+        """Open a segment written by :meth:`save`; its arrays are memory-mapped, not read."""
+        with (folder / _TERMS_FILE).open(encoding="utf-8") as handle:
+            terms_ = json.load(handle)
+        if not isinstance(terms_, list):
+            raise ValueError(f"{folder / _TERMS_FILE} is not a list of terms")
+        arrays = {name: np.load(folder / f"{name}.npy", mmap_mode="r") for name in _ARRAYS}
+        segment = cls(terms_, arrays)
+        if len(segment.indptr) != len(terms_) + 1 or len(segment.lengths) != len(segment.ids) or (
+            len(segment.rows) != len(segment.counts) or (len(segment.indptr) and segment.indptr[-1] != len(segment.rows))
+        ):
+            raise ValueError(f"the lexical arrays in {folder} disagree in size")
+        return segment
 
     def save(self, folder: Path) -> None:
-        """Write the store into ``folder`` (created if needed)."""
+        """Write the segment into ``folder`` (created if needed)."""
         folder.mkdir(parents=True, exist_ok=True)
-        if len(self._ids):
-            self._model.save(str(folder), show_progress=False)
-        np.save(folder / _IDS_FILE, self._ids)
+        (folder / _TERMS_FILE).write_text(json.dumps(self.terms, ensure_ascii=False), encoding="utf-8")
+        for name in _ARRAYS:
+            np.save(folder / f"{name}.npy", np.asarray(getattr(self, name)))
 
     def __len__(self) -> int:
-        return len(self._ids)
+        return len(self.ids)
+
+    def postings(self, term: str) -> tuple[np.ndarray, np.ndarray]:
+        """(rows, counts) of the texts holding ``term``."""
+        if self._vocabulary is None:
+            self._vocabulary = {term: column for column, term in enumerate(self.terms)}
+        column = self._vocabulary.get(term)
+        if column is None:
+            return np.zeros(0, dtype=np.int32), np.zeros(0, dtype=np.float32)
+        start, end = int(self.indptr[column]), int(self.indptr[column + 1])
+        return np.asarray(self.rows[start:end]), np.asarray(self.counts[start:end])
+
+
+class Bm25:
+    """BM25 search over the live rows of several segments, with their joint statistics.
+
+    ``parts`` pairs each segment with a boolean mask of its live rows (rows of deleted or
+    replaced texts are dead: they neither match nor count in the statistics).
+    """
+
+    def __init__(self, parts: Sequence[tuple[LexicalSegment, np.ndarray]]) -> None:
+        self._parts = [(segment, np.asarray(live, dtype=bool)) for segment, live in parts]
+        self._documents = sum(int(live.sum()) for _, live in self._parts)
+        total = sum(float(np.asarray(segment.lengths)[live].sum(dtype=np.float64)) for segment, live in self._parts)
+        self._average_length = total / self._documents if self._documents else 1.0
+
+    def __len__(self) -> int:
+        return self._documents
+
+    def _live_postings(self, term: str) -> list[tuple[np.ndarray, np.ndarray]]:
+        found = []
+        for segment, live in self._parts:
+            rows, counts = segment.postings(term)
+            keep = live[rows]
+            found.append((rows[keep], counts[keep]))
+        return found
+
+    def idf(self, term: str) -> float:
+        """BM25's inverse document frequency of a stemmed term over the live texts (0 when absent)."""
+        frequency = sum(len(rows) for rows, _ in self._live_postings(term))
+        if not frequency:
+            return 0.0
+        return float(np.log(1 + (self._documents - frequency + 0.5) / (frequency + 0.5)))
 
     def known_share(self, query: str) -> float:
-        """The share of the query's distinct terms that occur anywhere in the indexed texts (0 without terms)."""
+        """The share of the query's distinct terms that occur in some live text (0 without terms)."""
         query_terms = set(terms(query))
-        if not query_terms or not len(self._ids):
+        if not query_terms or not self._documents:
             return 0.0
-        return sum(term in self._model.vocab_dict for term in query_terms) / len(query_terms)
+        return sum(any(len(rows) for rows, _ in self._live_postings(term)) for term in query_terms) / len(query_terms)
 
     def search(self, query: str, k: int, allowed: Collection[int] | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """Top ``k`` (scores, ids) with a positive BM25 score, best first."""
+        """Top ``k`` (scores, ids) with a positive BM25 score, best first.
+
+        ``allowed`` restricts which ids are returned, not the statistics (as bm25s' weight mask).
+        """
         empty = (np.zeros(0, dtype=np.float32), np.zeros(0, dtype=np.int64))
-        if not len(self._ids):
+        query_terms = terms(query)
+        if not query_terms or not self._documents or (allowed is not None and not allowed):
             return empty
-        vocabulary = self._model.vocab_dict
-        tokens = [token for token in terms(query) if token in vocabulary]
-        if not tokens:
-            return empty
-        mask = None
-        if allowed is not None:
-            mask = np.zeros(len(self._ids), dtype=np.float32)
-            positions = [self._position[i] for i in allowed if i in self._position]
-            if not positions:
-                return empty
-            mask[positions] = 1.0
-        k = min(k, len(self._ids))
-        positions, scores = self._model.retrieve([tokens], k=k, show_progress=False, weight_mask=mask)
-        positions, scores = positions[0], scores[0]
-        keep = scores > 0
-        return scores[keep].astype(np.float32), self._ids[positions[keep]]
+        totals = [np.zeros(len(segment), dtype=np.float32) for segment, _ in self._parts]
+        for term in set(query_terms):
+            postings = self._live_postings(term)
+            frequency = sum(len(rows) for rows, _ in postings)
+            if not frequency:
+                continue
+            idf = np.float32(np.log(1 + (self._documents - frequency + 0.5) / (frequency + 0.5)))  # as idf()
+            repeats = np.float32(query_terms.count(term))  # bm25s adds a repeated query term's scores again
+            for (segment, _), total, (rows, counts) in zip(self._parts, totals, postings):
+                lengths = np.asarray(segment.lengths)[rows]
+                norm = np.float32(K1) * (np.float32(1 - B) + np.float32(B) * lengths / np.float32(self._average_length))
+                total[rows] += repeats * (idf * (counts / (norm + counts)))
+        scores, ids = [], []
+        allowed_ids = np.fromiter(allowed, dtype=np.int64) if allowed is not None else None
+        for (segment, _), total in zip(self._parts, totals):
+            rows = np.flatnonzero(total > 0)
+            found = np.asarray(segment.ids)[rows]
+            if allowed_ids is not None:
+                keep = np.isin(found, allowed_ids)
+                rows, found = rows[keep], found[keep]
+            scores.append(total[rows])
+            ids.append(found)
+        all_scores, all_ids = np.concatenate(scores), np.concatenate(ids)
+        if len(all_scores) > k:
+            top = np.argpartition(-all_scores, k - 1)[:k]
+            all_scores, all_ids = all_scores[top], all_ids[top]
+        order = np.argsort(-all_scores, kind="stable")
+        return all_scores[order].astype(np.float32), all_ids[order]

@@ -1,6 +1,8 @@
-"""The passage store: documents, chunks and sentence vectors in SQLite (stdlib ``sqlite3``).
+"""The passage store of one segment: documents, chunks and sentence vectors in SQLite (stdlib ``sqlite3``).
 
-Chunk row ids are the int64 ids shared with the vector and lexical stores.
+Chunk row ids are the int64 ids shared with the vector and lexical stores; the index assigns
+them. Sentence vectors are kept as int8 (384 bytes at 384 dimensions): each row is scaled so
+its largest component is 127, and read back as the unit vector of its direction.
 """
 
 from __future__ import annotations
@@ -96,16 +98,44 @@ _RECORD_COLUMNS = (
 )
 
 
+def quantize(vectors: np.ndarray) -> np.ndarray:
+    """Rows as int8, each scaled so its largest absolute component is 127 (only the direction is kept).
+
+    >>> quantize(np.array([[0.5, -0.25, 0.0]])).tolist()
+    [[127, -64, 0]]
+    """
+    vectors = np.asarray(vectors, dtype=np.float32)
+    peak = np.abs(vectors).max(axis=1, keepdims=True)
+    return np.round(vectors * (127.0 / np.where(peak > 0, peak, 1.0))).astype(np.int8)
+
+
+def dequantize(blob: bytes) -> np.ndarray:
+    """The unit vector in the direction of an int8 row written by :func:`quantize`.
+
+    >>> [round(x, 3) for x in dequantize(bytes([3, 0, 252])).tolist()]  # (3, 0, -4) / 5
+    [0.6, 0.0, -0.8]
+    """
+    vector = np.frombuffer(blob, dtype=np.int8).astype(np.float32)
+    norm = float(np.linalg.norm(vector))
+    return vector / norm if norm else vector
+
+
 class PassageStore:
     """SQLite-backed documents, chunks and sentence vectors; safe to share between threads."""
 
     def __init__(self, path: Path, read_only: bool = False) -> None:
         self.path = path
-        uri = f"file:{path}?mode=ro" if read_only else f"file:{path}"
+        # A published segment never changes: read-only opens skip SQLite's locking entirely,
+        # so a read-only index folder can be searched.
+        uri = f"file:{path}?mode=ro&immutable=1" if read_only else f"file:{path}"
         self._db = sqlite3.connect(uri, uri=True, check_same_thread=False)
         self._lock = threading.Lock()
         self._db.execute("PRAGMA foreign_keys = ON")
         if not read_only:
+            # A store is written once, inside a temporary folder that a crash discards and that
+            # is fsynced before it is published: no rollback journal, no fsync per commit.
+            self._db.execute("PRAGMA journal_mode = OFF")
+            self._db.execute("PRAGMA synchronous = OFF")
             self._db.executescript(_SCHEMA)
 
     def close(self) -> None:
@@ -131,10 +161,11 @@ class PassageStore:
         doc: Document,
         fingerprint: str,
         chunks: Sequence[Chunk],
+        ids: Sequence[int],
         sentences: Sequence[Span],
         sentence_vectors: np.ndarray | None,
-    ) -> np.ndarray:
-        """Store a document with its chunks and sentence vectors; returns the chunk row ids."""
+    ) -> None:
+        """Store a document with its chunks (under ``ids``, one each) and sentence vectors."""
         with self._lock, self._db:
             self._db.execute(
                 "INSERT INTO documents VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -143,30 +174,33 @@ class PassageStore:
                     doc.trend, doc.author, doc.kind, doc.text, json.dumps(doc.body),
                 ),
             )
-            ids = []
-            for chunk in chunks:
-                cursor = self._db.execute(
-                    "INSERT INTO chunks (chunk_id, source, start, end, text, sentences) VALUES (?, ?, ?, ?, ?, ?)",
-                    (chunk.id, chunk.source, chunk.start, chunk.end, chunk.text, json.dumps(chunk.sentences)),
-                )
-                ids.append(cursor.lastrowid)
+            self._db.executemany(
+                "INSERT INTO chunks (id, chunk_id, source, start, end, text, sentences) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                [(int(i), chunk.id, chunk.source, chunk.start, chunk.end, chunk.text, json.dumps(chunk.sentences))
+                 for i, chunk in zip(ids, chunks, strict=True)],
+            )
             vectors: Iterable[bytes | None] = (
-                (row.tobytes() for row in sentence_vectors) if sentence_vectors is not None else (None for _ in sentences)
+                (row.tobytes() for row in quantize(sentence_vectors)) if sentence_vectors is not None
+                else (None for _ in sentences)
             )
             self._db.executemany(
                 "INSERT OR IGNORE INTO sentences VALUES (?, ?, ?, ?)",
                 [(doc.source, start, end, vector) for (start, end), vector in zip(sentences, vectors)],
             )
-        return np.asarray(ids, dtype=np.int64)
 
-    def remove_sources(self, sources: Iterable[str]) -> list[int]:
-        """Delete documents with their chunks and sentences; returns the removed chunk ids."""
-        removed: list[int] = []
+    def copy_from(self, other: Path, sources: Iterable[str]) -> None:
+        """Copy the documents of ``sources`` with their chunks and sentences from the store file ``other``."""
         with self._lock, self._db:
-            for source in sources:
-                removed.extend(row[0] for row in self._db.execute("SELECT id FROM chunks WHERE source = ?", (source,)))
-                self._db.execute("DELETE FROM documents WHERE source = ?", (source,))
-        return removed
+            self._db.execute("ATTACH DATABASE ? AS other", (f"file:{other}?mode=ro&immutable=1",))
+            try:
+                self._db.execute("CREATE TEMP TABLE wanted (source TEXT PRIMARY KEY)")
+                self._db.executemany("INSERT OR IGNORE INTO wanted VALUES (?)", ((source,) for source in sources))
+                for table in ("documents", "chunks", "sentences"):
+                    self._db.execute(f"INSERT INTO main.{table} SELECT * FROM other.{table} WHERE source IN wanted")
+                self._db.execute("DROP TABLE wanted")
+            finally:
+                self._db.commit()
+                self._db.execute("DETACH DATABASE other")
 
     # -- reading ---------------------------------------------------------------
 
@@ -185,22 +219,9 @@ class PassageStore:
             for row in rows
         }
 
-    def search_texts(self) -> list[tuple[int, str, str, str]]:
-        """Every chunk as (id, document kind, document title, chunk text), by id."""
-        return [
-            tuple(row)  # type: ignore[misc]
-            for row in self._query(
-                "SELECT c.id, d.kind, d.title, c.text FROM chunks c JOIN documents d ON d.source = c.source ORDER BY c.id"
-            )
-        ]
-
-    def sentence_vectors(self, source: str, start: int, end: int) -> list[tuple[int, int, np.ndarray | None]]:
-        """Sentences of ``source`` inside ``[start, end)`` with their stored vectors."""
-        rows = self._query(
-            "SELECT start, end, vector FROM sentences WHERE source = ? AND start >= ? AND end <= ? ORDER BY start",
-            (source, start, end),
-        )
-        return [(s, e, np.frombuffer(v, dtype=np.float32) if v is not None else None) for s, e, v in rows]
+    def ids(self) -> list[int]:
+        """Every chunk id, in order."""
+        return [row[0] for row in self._query("SELECT id FROM chunks ORDER BY id")]
 
     def sentence_vectors_of(self, keys: Sequence[tuple[str, int, int]]) -> dict[tuple[str, int, int], np.ndarray | None]:
         """Stored sentences among ``(source, start, end)`` keys with their vectors, in one query per 1,000 keys."""
@@ -212,8 +233,7 @@ class PassageStore:
                 f"(VALUES {','.join(['(?, ?, ?)'] * len(batch))})",
                 [value for key in batch for value in key],
             )
-            found.update(((source, start, end), np.frombuffer(v, dtype=np.float32) if v is not None else None)
-                         for source, start, end, v in rows)
+            found.update(((source, start, end), dequantize(v) if v is not None else None) for source, start, end, v in rows)
         return found
 
     def filtered_ids(self, filters: Filters) -> list[int]:

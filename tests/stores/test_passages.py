@@ -1,4 +1,4 @@
-"""The SQLite passage store: documents, chunks and sentence vectors; filters; removal; read-only checks."""
+"""The SQLite passage store of a segment: documents, chunks, int8 sentence vectors; filters; copies; read-only checks."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pytest
 
 from rag.chunking import chunk_document, split_sentences
 from rag.documents import Document, parse_text
-from rag.stores.passages import Filters, PassageStore
+from rag.stores.passages import Filters, PassageStore, dequantize, quantize
 
 
 def word_count(texts: list[str]) -> list[int]:
@@ -31,15 +31,21 @@ DOCS = [
 ]
 
 
-@pytest.fixture
-def store(tmp_path: Path) -> PassageStore:
-    store = PassageStore(tmp_path / "passages.sqlite")
+def fill(store: PassageStore, first_id: int = 1) -> None:
+    next_id = first_id
     for doc in [*DOCS, parse_text("notes.md", "My own notes about Minsk.")]:
         assert doc is not None
         chunks = chunk_document(doc, word_count, max_tokens=4, overlap_tokens=0)
         sentences = [span for start, end in doc.body for span in split_sentences(doc.text, start, end)]
         vectors = np.eye(len(sentences), 4, dtype=np.float32)
-        store.add_document(doc, f"hash-{doc.source}", chunks, sentences, vectors)
+        store.add_document(doc, f"hash-{doc.source}", chunks, list(range(next_id, next_id + len(chunks))), sentences, vectors)
+        next_id += len(chunks)
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> PassageStore:
+    store = PassageStore(tmp_path / "passages.sqlite")
+    fill(store, first_id=100)
     return store
 
 
@@ -75,9 +81,11 @@ def test_filters_select_documents_inside_sqlite(store: PassageStore, filters: Fi
 def test_sentence_vectors_come_back_for_a_span(store: PassageStore) -> None:
     doc = store.document("b.txt")
     assert doc is not None
-    sentences = store.sentence_vectors("b.txt", 0, len(doc.text))
-    assert [doc.text[s:e] for s, e, _ in sentences] == ["China visited Minsk.", "A deal followed."]
-    assert [vector.tolist() for _, _, vector in sentences] == [[1, 0, 0, 0], [0, 1, 0, 0]]
+    first, second = doc.text.index("China"), doc.text.index("A deal")
+    keys = [("b.txt", first, first + 20), ("b.txt", second, len(doc.text)), ("b.txt", 0, 1)]
+    found = store.sentence_vectors_of(keys)
+    assert set(found) == set(keys[:2])  # a span that is no stored sentence is absent
+    assert [found[key].tolist() for key in keys[:2]] == [[1, 0, 0, 0], [0, 1, 0, 0]]
 
 
 def test_documents_list_counts_passages_in_week_order(store: PassageStore) -> None:
@@ -87,12 +95,31 @@ def test_documents_list_counts_passages_in_week_order(store: PassageStore) -> No
     assert listed[-1]["kind"] == "text" and listed[-1]["week_start"] is None
 
 
-def test_remove_sources_deletes_chunks_and_sentences(store: PassageStore) -> None:
-    before = store.count()
-    removed = store.remove_sources(["b.txt"])
-    assert removed and store.count() == before - len(removed)
-    assert store.passages(removed) == {}
-    assert store.document("b.txt") is None and store.sentence_vectors("b.txt", 0, 10**6) == []
+def test_chunks_keep_the_ids_they_were_given(store: PassageStore) -> None:
+    assert store.ids() == list(range(100, 100 + store.count()))
+
+
+def test_copy_from_takes_only_the_named_sources_with_their_rows(store: PassageStore, tmp_path: Path) -> None:
+    store.close()
+    copy = PassageStore(tmp_path / "copy.sqlite")
+    copy.copy_from(store.path, ["b.txt", "notes.md"])
+    assert [row["source"] for row in copy.documents()] == ["b.txt", "notes.md"]
+    original = PassageStore(store.path, read_only=True)
+    ids = original.filtered_ids(Filters(sources=("b.txt", "notes.md")))
+    assert sorted(copy.ids()) == sorted(ids) and copy.passages(ids) == original.passages(ids)
+    doc = copy.document("b.txt")
+    assert doc is not None and len(copy.sentence_vectors_of([("b.txt", doc.text.index("China"), doc.text.index("China") + 20)])) == 1
+
+
+def test_sentence_vectors_are_stored_in_one_byte_per_dimension_and_keep_their_direction() -> None:
+    rng = np.random.default_rng(0)
+    vectors = rng.normal(size=(50, 384)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    stored = quantize(vectors)
+    assert stored.dtype == np.int8 and stored[0].nbytes == 384
+    restored = np.vstack([dequantize(row.tobytes()) for row in stored])
+    assert np.linalg.norm(restored, axis=1) == pytest.approx(1.0)
+    assert np.min(np.sum(restored * vectors, axis=1)) > 0.999
 
 
 def test_read_only_store_reads_and_refuses_writes(store: PassageStore) -> None:
@@ -101,7 +128,7 @@ def test_read_only_store_reads_and_refuses_writes(store: PassageStore) -> None:
     reader.check()
     assert reader.document("a.txt") is not None
     with pytest.raises(sqlite3.OperationalError):
-        reader.remove_sources(["a.txt"])
+        fill(reader, first_id=10_000)
 
 
 def test_check_rejects_a_file_that_is_not_a_database(tmp_path: Path) -> None:
