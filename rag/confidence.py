@@ -1,14 +1,16 @@
-"""How likely a hit is to answer its question: a small logistic model over four signals.
+"""How likely a hit is to answer its question: a small logistic model over three signals.
 
-The signals of a hit (:class:`Evidence`) are its passage's cosine with the question, its
-supporting sentence's score, the share of the question's terms the passage holds, and the
-share of the question's terms the index knows at all (a question about a country or a year
-the briefs never mention has terms no brief holds). The weights in ``config.CONFIDENCE_WEIGHTS``
-were fitted with :func:`fit` on written question sets (``rag eval ... --fit-confidence``);
-an answer whose best hit scores below ``config.ANSWER_THRESHOLD`` is reported as not found
-in these briefs.
+The signals of a hit (:class:`Evidence`) are its supporting sentence's cosine with the question
+(MiniLM), the share of the question's terms the index knows at all, and whether the question names
+something no passage holds (a capitalised name, a year, a number: "India", "2022", "MZKT"; a capital
+whose country the briefs name, like "Beijing", counts as known, see ``rag.sentences``). A question
+about a country or a year the briefs never mention has terms no brief holds; one on the briefs'
+topic that asks a fact they do not state is harder, and is mostly let through. The weights in
+``config.CONFIDENCE_WEIGHTS`` were fitted with :func:`fit` on written training question sets
+(``rag eval ... --fit-confidence``); an answer whose best hit scores below
+``config.ANSWER_THRESHOLD`` is reported as not found in these briefs.
 
->>> round(confidence(Evidence(0.0, 0.0, 0.0, 0.0), (0.0, 1.0, 1.0, 1.0, 1.0)), 2)
+>>> round(confidence(Evidence(0.0, 0.0, 0.0), (0.0, 1.0, 1.0, 1.0)), 2)
 0.5
 """
 
@@ -19,17 +21,19 @@ from collections.abc import Sequence
 from dataclasses import astuple, dataclass
 
 #: The signals, in the order of the weights after the bias.
-FEATURES = ("passage_cosine", "sentence_score", "passage_terms", "known_terms")
+FEATURES = ("sentence_cosine", "known_terms", "unknown_name")
 
 
 @dataclass(frozen=True)
 class Evidence:
     """The signals of one hit."""
 
-    passage_cosine: float
-    sentence_score: float
-    passage_terms: float
+    #: Cosine of the supporting sentence's stored vector with the question's.
+    sentence_cosine: float
+    #: Share of the question's terms that some passage of the index holds (0 to 1).
     known_terms: float
+    #: 1.0 when the question names something no passage holds (``rag.sentences.QuestionProfile``), else 0.0.
+    unknown_name: float
 
 
 def confidence(evidence: Evidence, weights: Sequence[float]) -> float:
@@ -45,8 +49,8 @@ def fit(rows: Sequence[Evidence], labels: Sequence[int], *, steps: int = 20_000,
     Plain gradient descent with a small L2 penalty on the weights (not the bias), classes
     weighted equally so a larger answerable set does not push the threshold.
 
-    >>> w = fit([Evidence(0.9, 1, 1, 1), Evidence(0.1, 0, 0, 0)], [1, 0])
-    >>> confidence(Evidence(0.9, 1, 1, 1), w) > 0.9 > 0.1 > confidence(Evidence(0.1, 0, 0, 0), w)
+    >>> w = fit([Evidence(0.9, 1, 0), Evidence(0.1, 0, 1)], [1, 0])
+    >>> confidence(Evidence(0.9, 1, 0), w) > 0.9 > 0.1 > confidence(Evidence(0.1, 0, 1), w)
     True
     """
     import numpy as np

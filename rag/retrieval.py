@@ -27,7 +27,10 @@ from .confidence import Evidence, confidence
 from .digest import digest
 from .config import (
     ANSWER_THRESHOLD,
+    BRIEF_PRIOR,
     CONFIDENCE_WEIGHTS,
+    CONTINUATION_GAIN,
+    CONTINUATION_PENALTY,
     DEFAULT_CORPUS,
     DEFAULT_INDEX_DIR,
     DEFAULT_K,
@@ -54,7 +57,7 @@ from .index import (
     search_text,
 )
 from .rerank import Reranker
-from .stores.lexical import term_overlap
+from .sentences import QuestionProfile, question_profile, score_sentences, sentence_terms
 from .stores.passages import Filters, PassageRecord
 
 _QUESTION_CACHE_SIZE = 1024
@@ -522,28 +525,29 @@ class Retriever:
             ranked = self._rerank(index, question, ranked[: max(4 * k, 20)])
         records = index.passages.passages([passage_id for passage_id, _ in ranked[: 8 * k + 20]])
         ordered = [(records[i], score) for i, score in ranked if i in records]
-        quotes: dict[int, list[tuple[SentenceSpan, float]]] = {}
+        profile = question_profile(question, index.lexical.idf, len(index.lexical))
+        quotes: dict[int, list[Quote]] = {}
         if mode == "hybrid" and self.reranker is None and self.fusion.sentence_weight:
-            quotes = _supporting_sentences(index, [record for record, _ in ordered], query_vector, question)
+            quotes = _supporting_sentences(index, [record for record, _ in ordered], query_vector, question, profile)
             ordered = _add_sentence_scores(ordered, quotes, self.fusion.sentence_weight)
         ordered = ranking.drop_overlapping(ordered, lambda item: (item[0].source, item[0].start, item[0].end))
         if mmr is not None and ordered:
             vectors = index.vectors.vectors([record.id for record, _ in ordered])
             ordered = [ordered[i] for i in ranking.maximal_marginal_relevance(query_vector, vectors, k, mmr)]
-        chosen: list[tuple[PassageRecord, float, SentenceSpan, float]] = []
+        chosen: list[tuple[PassageRecord, float, Quote]] = []
         quoted: set[tuple[str, int, int]] = set()
         for position, (record, score) in enumerate(ordered):
             if len(chosen) == k:
                 break
             if record.id not in quotes:  # score the sentences of the next k candidates at once
                 upcoming = [r for r, _ in ordered[position : position + k] if r.id not in quotes]
-                quotes.update(_supporting_sentences(index, upcoming, query_vector, question))
+                quotes.update(_supporting_sentences(index, upcoming, query_vector, question, profile))
             # The best sentence no higher hit quotes already; a passage with nothing new to quote is left out.
-            sentence = next(((span, s) for span, s in quotes[record.id] if (record.source, span.start, span.end) not in quoted), None)
-            if sentence is not None:
-                quoted.add((record.source, sentence[0].start, sentence[0].end))
-                chosen.append((record, score, *sentence))
-        return _hits_with_confidence(index, chosen, question, query_vector)
+            quote = next((q for q in quotes[record.id] if (record.source, q.span.start, q.span.end) not in quoted), None)
+            if quote is not None:
+                quoted.add((record.source, quote.span.start, quote.span.end))
+                chosen.append((record, score, quote))
+        return _hits_with_confidence(index, chosen, question, profile)
 
     def _rank(
         self,
@@ -669,20 +673,20 @@ def _best_per_source(index: OpenIndex, ids: np.ndarray, scores: np.ndarray) -> d
 
 def _hits_with_confidence(
     index: OpenIndex,
-    chosen: Sequence[tuple[PassageRecord, float, SentenceSpan, float]],
+    chosen: Sequence[tuple[PassageRecord, float, Quote]],
     question: str,
-    query_vector: np.ndarray,
+    profile: QuestionProfile,
 ) -> list[Hit]:
-    """The ranked hits, each with the confidence its evidence gives (see ``rag.confidence``)."""
+    """The ranked hits, each with the confidence its evidence gives (see ``rag.confidence``): the
+    quoted sentence's cosine, the share of the question's terms the index knows, and whether the
+    question names something that neither the index nor, spelled a little differently, the hits hold."""
     if not chosen:
         return []
-    cosines = index.vectors.vectors([record.id for record, *_ in chosen]) @ query_vector
-    shares = term_overlap(question, [search_text(r.kind, r.title, r.text) for r, *_ in chosen])
     known = index.lexical.known_share(question)
+    unknown = float(profile.names_unknown(term for record, *_ in chosen for term in sentence_terms(record.text)))
     return [
-        _hit(rank, record, score, sentence, Evidence(float(cosine), sentence_score, share, known))
-        for rank, ((record, score, sentence, sentence_score), cosine, share)
-        in enumerate(zip(chosen, cosines.tolist(), shares), start=1)
+        _hit(rank, record, score, quote.span, Evidence(quote.cosine, known, unknown))
+        for rank, (record, score, quote) in enumerate(chosen, start=1)
     ]
 
 
@@ -708,39 +712,82 @@ def _hit(rank: int, record: PassageRecord, score: float, sentence: SentenceSpan,
 
 
 def _add_sentence_scores(
-    ordered: list[tuple[PassageRecord, float]], quotes: dict[int, list[tuple[SentenceSpan, float]]], weight: float
+    ordered: list[tuple[PassageRecord, float]], quotes: dict[int, list[Quote]], weight: float
 ) -> list[tuple[PassageRecord, float]]:
-    """Passages re-scored with ``weight`` times their best sentence's score, best first."""
-    rescored = [(record, score + weight * quotes[record.id][0][1]) for record, score in ordered]
+    """Passages re-scored, best first: ``BRIEF_PRIOR`` of each passage's fused score is replaced by
+    the best fused score of its brief, and ``weight`` times its best sentence's score is added.
+
+    The brief's score tells which brief answers; its passages then compete on their sentences,
+    so the passage holding the answering sentence leads its overlapping neighbours.
+    """
+    brief: dict[str, float] = {}
+    for record, score in ordered:
+        brief[record.source] = max(brief.get(record.source, score), score)
+    rescored = [
+        (record, (1.0 - BRIEF_PRIOR) * score + BRIEF_PRIOR * brief[record.source] + weight * quotes[record.id][0].score)
+        for record, score in ordered
+    ]
     return sorted(rescored, key=lambda item: -item[1])
 
 
+@dataclass(frozen=True)
+class Quote:
+    """A candidate supporting sentence of a passage with its score and the signals behind it."""
+
+    span: SentenceSpan
+    score: float
+    cosine: float
+    coverage: float
+
+
+#: Two sentences of a document are neighbours when at most this many characters (a space, a blank
+#: line and a bullet's indent) separate them.
+_NEIGHBOUR_GAP = 8
+
+
 def _supporting_sentences(
-    index: OpenIndex, records: Sequence[PassageRecord], query_vector: np.ndarray, question: str
-) -> dict[int, list[tuple[SentenceSpan, float]]]:
+    index: OpenIndex,
+    records: Sequence[PassageRecord],
+    query_vector: np.ndarray,
+    question: str,
+    profile: QuestionProfile | None = None,
+) -> dict[int, list[Quote]]:
     """For each passage id, its sentences with their scores, the best answer to the question first.
 
-    A sentence scores the cosine of its stored vector with the question (0 without one)
-    plus ``SENTENCE_TERM_WEIGHT`` times the share of the question's stemmed terms it holds.
-    A passage without stored sentences offers its first sentence, scored 0.
+    Sentences are scored together (``rag.sentences.score_sentences``), each once even when two
+    overlapping passages hold it, with the sentence before it as context when that one is among
+    them too. A passage without stored sentences offers its first sentence, scored 0.
     """
-    stored = index.passages.sentence_vectors_of([(r.source, s, e) for r in records for s, e in r.sentences])
-    spans = [(record, start, end) for record in records for start, end in record.sentences if (record.source, start, end) in stored]
-    scores = SENTENCE_TERM_WEIGHT * np.asarray(term_overlap(question, [_slice(r, s, e) for r, s, e in spans]))
-    with_vector = [i for i, (r, s, e) in enumerate(spans) if stored[(r.source, s, e)] is not None]
-    if with_vector:
-        scores[with_vector] += np.vstack([stored[(spans[i][0].source, *spans[i][1:])] for i in with_vector]) @ query_vector
-    by_record: dict[int, list[tuple[int, int, float]]] = {}
-    for (record, start, end), score in zip(spans, scores.tolist()):
-        by_record.setdefault(record.id, []).append((start, end, score))
-    ranked: dict[int, list[tuple[SentenceSpan, float]]] = {}
+    if profile is None:
+        profile = question_profile(question, index.lexical.idf, len(index.lexical))
+    keys = list(dict.fromkeys((r.source, s, e) for r in records for s, e in r.sentences))
+    stored = index.passages.sentence_vectors_of(keys)
+    texts: dict[tuple[str, int, int], str] = {}
     for record in records:
-        scored = by_record.get(record.id, [])
-        if not scored:
+        for start, end in record.sentences:
+            if (record.source, start, end) in stored:
+                texts.setdefault((record.source, start, end), _slice(record, start, end))
+    order = sorted(texts)
+    position = {key: i for i, key in enumerate(order)}
+    previous = [
+        i - 1 if i and order[i - 1][0] == key[0] and 0 <= key[1] - order[i - 1][2] <= _NEIGHBOUR_GAP else -1
+        for i, key in enumerate(order)
+    ]
+    signals = score_sentences(
+        profile, query_vector, [texts[key] for key in order], [stored[key] for key in order], previous,
+        term_weight=SENTENCE_TERM_WEIGHT, continuation_penalty=CONTINUATION_PENALTY, continuation_gain=CONTINUATION_GAIN,
+    )
+    score, cosine, covered = signals.score.tolist(), signals.cosine.tolist(), signals.coverage.tolist()
+    ranked: dict[int, list[Quote]] = {}
+    for record in records:
+        found = [(s, e, position[(record.source, s, e)]) for s, e in record.sentences if (record.source, s, e) in position]
+        if found:
+            quotes = [Quote(SentenceSpan(texts[(record.source, s, e)], s, e), score[i], cosine[i], covered[i]) for s, e, i in found]
+            quotes.sort(key=lambda quote: -quote.score)
+        else:
             start, end = record.sentences[0] if record.sentences else (record.start, record.end)
-            scored = [(start, end, 0.0)]
-        scored.sort(key=lambda item: -item[2])
-        ranked[record.id] = [(SentenceSpan(_slice(record, start, end), start, end), score) for start, end, score in scored]
+            quotes = [Quote(SentenceSpan(_slice(record, start, end), start, end), 0.0, 0.0, 0.0)]
+        ranked[record.id] = quotes
     return ranked
 
 

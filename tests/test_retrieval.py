@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import threading
+from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from rag.config import MAX_K, SEARCH_MODES, FusionSettings
@@ -199,7 +201,8 @@ def test_a_cited_file_changed_on_disk_is_reindexed_before_it_is_cited(corpus_dir
     retriever = fast_retriever(corpus_dir, tmp_path / "index")
     china = corpus_dir / CHINA
     china.write_text("An added first line shifts every offset.\n" + china.read_text(encoding="utf-8"), encoding="utf-8")
-    hits = retriever.search("What did Belarus seek from China?", k=5)
+    # A question the hashing stand-in's bag of words points at the China brief ("seek" is in another title).
+    hits = retriever.search("What did Lukashenka propose to China for the Great Stone?", k=5)
     assert hits[0].source == CHINA and retriever.report.action == "updated" and retriever.report.changed == [CHINA]
     assert_cited_exactly(hits, corpus_dir)
 
@@ -310,8 +313,142 @@ def test_questions_the_briefs_do_not_answer_are_flagged(seeds_retriever: Retriev
 
     unanswerable = read_unanswerable(DATA / "unanswerable_train.jsonl")
     metrics = evaluate_qa(seeds_retriever, read_qa(DATA / "seeds_qa.jsonl"), "hybrid", unanswerable=unanswerable).metrics
-    assert metrics["answerable_flagged"] <= 0.1 and metrics["unanswerable_flagged"] >= 0.45, metrics
+    assert metrics["answerable_flagged"] <= 0.1 and metrics["unanswerable_flagged"] >= 0.65, metrics
     hits = seeds_retriever.search("What is the population of Minsk?")
     assert hits and all(0.0 <= hit.confidence < 0.4 for hit in hits)
     assert results_payload("q", hits)["answer_found"] is False
     assert results_payload("q", seeds_retriever.search("What did Belarus seek from China?"))["answer_found"] is True
+
+
+def test_int8_sentence_vectors_pick_the_sentences_float32_vectors_would(seeds_retriever: Retriever) -> None:
+    """The measured effect of storing sentence vectors as int8: for every seeds question and every
+    passage, the sentence with the best cosine is the one float32 vectors of the model would pick."""
+    from rag.embedding import passage_embedder
+
+    embedder = passage_embedder(seeds_retriever.settings.model)
+    questions = [example.question for example in read_qa(DATA / "seeds_qa.jsonl")]
+    query_vectors = seeds_retriever.encode_questions(questions)
+    with seeds_retriever._lease() as index:
+        records = list(index.passages.passages(index.passages.ids()).values())
+        stored = index.passages.sentence_vectors_of([(r.source, s, e) for r in records for s, e in r.sentences])
+    agree = pairs = 0
+    for record in records:
+        keys = [(record.source, s, e) for s, e in record.sentences if (record.source, s, e) in stored]
+        if len(keys) < 2:
+            continue
+        int8 = np.vstack([stored[key] for key in keys])
+        exact = embedder.encode([record.text[s - record.start : e - record.start] for _, s, e in keys])
+        agree += int(np.sum(np.argmax(query_vectors @ int8.T, axis=1) == np.argmax(query_vectors @ exact.T, axis=1)))
+        pairs += len(questions)
+    assert pairs > 500 and agree / pairs >= 0.99, f"int8 and float32 agree on {agree} of {pairs} choices"
+
+
+# -- the supporting sentence (rag.sentences) -----------------------------------------------------
+
+
+def _unit(*values: float) -> np.ndarray:
+    vector = np.zeros(8, dtype=np.float32)
+    vector[: len(values)] = values
+    return vector / np.linalg.norm(vector)
+
+
+CONTEXT = "Belarus could be interested in Kazakhstan's experience in joint production."
+FOLLOW_UP = "Such interest was stated at the highest level."
+
+
+def _score(question: str, previous: list[int]) -> np.ndarray:
+    from rag.sentences import question_profile, score_sentences
+
+    texts = [CONTEXT, FOLLOW_UP, "Exports grew last year."]
+    vectors = [_unit(1.0, 0.2), _unit(0.1, 1.0), _unit(0.0, 0.0, 1.0)]  # the question's vector is close to CONTEXT
+    return score_sentences(question_profile(question, _idf, 10), _unit(1.0, 0.1), texts, vectors, previous,
+                           term_weight=1.0, continuation_penalty=0.3, continuation_gain=2.0).score
+
+
+def _idf(term: str) -> float:
+    return 3.0 if term == "level" else 1.0  # "level" is rare in the briefs, "interest" is not
+
+
+def test_a_continuation_sentence_is_quoted_when_it_adds_what_the_question_asks() -> None:
+    asks_more = "At what level was Belarus' interest in Kazakhstan's joint-production experience expressed?"
+    assert int(np.argmax(_score(asks_more, [-1, 0, 1]))) == 1
+    assert int(np.argmax(_score(asks_more, [-1, -1, -1]))) == 0  # without its context it loses
+    restates = "Which Kazakh experience could Belarus be interested in?"
+    assert int(np.argmax(_score(restates, [-1, 0, 1]))) == 0  # it adds nothing asked: the sentence before is quoted
+
+
+def test_question_terms_match_capitals_spellings_and_ordinals_and_rare_terms_weigh_more() -> None:
+    from rag.sentences import coverage, question_profile, sentence_terms
+
+    profile = question_profile("What did Ankara agree at the eighth defence meeting?", lambda term: 1.0, 10)
+    assert coverage(profile, sentence_terms("Turkish defense officials agreed at the VIII meeting.")) == 1.0
+    assert coverage(profile, sentence_terms("Moscow held a meeting.")) == 0.2
+    weighted = question_profile("Which Roketsan missiles did Belarus buy?", {"roketsan": 3.0, "missil": 1.0, "belarus": 0.1,
+                                                                              "buy": 1.0}.get, 10)
+    assert coverage(weighted, sentence_terms("Roketsan talks")) > 0.5 > coverage(weighted, sentence_terms("Belarus missiles"))
+
+
+class _StubPassages:
+    def __init__(self, vectors: dict[tuple[str, int, int], np.ndarray]) -> None:
+        self.vectors = vectors
+
+    def sentence_vectors_of(self, keys):
+        return {key: self.vectors[key] for key in keys if key in self.vectors}
+
+
+class _StubLexical:
+    def idf(self, term: str) -> float:
+        return _idf(term)
+
+    def __len__(self) -> int:
+        return 10
+
+
+class _StubIndex:
+    def __init__(self, vectors: dict[tuple[str, int, int], np.ndarray]) -> None:
+        self.passages = _StubPassages(vectors)
+        self.lexical = _StubLexical()
+
+
+def _record(passage_id: int, text: str, start: int, sentences: tuple[tuple[int, int], ...]):
+    from rag.stores.passages import PassageRecord
+
+    return PassageRecord(passage_id, f"c{passage_id}", "a.txt", start, start + len(text), text, sentences,
+                         "A brief", None, None, None, None, None, "brief")
+
+
+def test_the_sentence_before_lends_context_across_a_passage_boundary() -> None:
+    from rag.retrieval import _supporting_sentences
+
+    text = f"{CONTEXT}\n\n{FOLLOW_UP}"
+    first, second = (0, len(CONTEXT)), (len(CONTEXT) + 2, len(text))
+    index = _StubIndex({("a.txt", *first): _unit(1.0, 0.2), ("a.txt", *second): _unit(0.1, 1.0)})
+    before, after = _record(1, CONTEXT, 0, (first,)), _record(2, FOLLOW_UP, second[0], (second,))
+    question = "At what level was Belarus' interest in Kazakhstan's joint-production experience expressed?"
+    alone = _supporting_sentences(index, [after], _unit(1.0, 0.1), question)[2][0]
+    together = _supporting_sentences(index, [before, after], _unit(1.0, 0.1), question)
+    assert text[together[2][0].span.start : together[2][0].span.end] == FOLLOW_UP
+    assert together[2][0].score > together[1][0].score > alone.score
+
+
+def test_the_passage_holding_the_answering_sentence_of_the_best_brief_leads() -> None:
+    from rag.retrieval import Quote, SentenceSpan, _add_sentence_scores
+
+    def passage(passage_id: int, source: str):
+        return replace(_record(passage_id, "x", 0, ((0, 1),)), source=source)
+
+    def quote(score: float) -> list[Quote]:
+        return [Quote(SentenceSpan("x", 0, 1), score, score, 0.0)]
+
+    top, answering, other = passage(1, "a.txt"), passage(2, "a.txt"), passage(3, "b.txt")
+    ordered = [(top, 0.9), (other, 0.8), (answering, 0.3)]
+    rescored = _add_sentence_scores(ordered, {1: quote(0.2), 2: quote(0.9), 3: quote(0.5)}, 1.0)
+    assert [record.id for record, _ in rescored] == [2, 3, 1]
+
+
+def test_seeds_question_sets_quote_the_answering_sentence(seeds_retriever: Retriever) -> None:
+    """Floors on the two training sets (measured 0.775 and 0.705; 0.70 and 0.68 before sentence
+    scoring used IDF, neighbours and the brief's score)."""
+    for name, floor in (("seeds_qa.jsonl", 0.75), ("seeds_qa_train2.jsonl", 0.70)):
+        metrics = evaluate_qa(seeds_retriever, read_qa(DATA / name), "hybrid").metrics
+        assert metrics["sentence_holds_evidence"] >= floor and metrics["recall@1"] >= 0.925, (name, metrics)
