@@ -136,3 +136,16 @@ def test_check_rejects_a_file_that_is_not_a_database(tmp_path: Path) -> None:
     path.write_bytes(b"not a database" * 100)
     with pytest.raises(sqlite3.DatabaseError):
         PassageStore(path, read_only=True).check()
+
+
+def test_sentence_lookups_use_the_primary_key_not_a_table_scan(store: PassageStore) -> None:
+    statements: list[str] = []
+    store._db.set_trace_callback(statements.append)
+    doc = store.document("b.txt")
+    assert doc is not None
+    first = doc.text.index("China")
+    store.sentence_vectors_of([("b.txt", first, first + 20), ("b.txt", 0, 5), ("a.txt", 0, 5)])  # several keys
+    store._db.set_trace_callback(None)
+    (query,) = [sql for sql in statements if "FROM sentences" in sql or "JOIN sentences" in sql]
+    plan = " ".join(row[3] for row in store._db.execute(f"EXPLAIN QUERY PLAN {query}"))
+    assert "SEARCH s USING INDEX" in plan and "SCAN s" not in plan, plan
