@@ -20,6 +20,7 @@ from .config import (
     DEFAULT_INDEX_DIR,
     DEFAULT_K,
     DEFAULT_MODE,
+    INDEX_TYPES,
     MAX_BATCH_LINE_BYTES,
     MAX_FILE_BYTES,
     MAX_K,
@@ -121,6 +122,10 @@ def build_parser() -> argparse.ArgumentParser:
     index = commands.add_parser("index", help="build or update the index of a corpus folder")
     _add_index_options(index)
     index.add_argument("--rebuild", action="store_true", help="rebuild from scratch even if up to date")
+    index.add_argument("--index-type", choices=INDEX_TYPES, metavar="TYPE",
+                       help="vector index of the segments: auto (exact up to a size, then approximate), flat (exact), "
+                            "hnsw or ivf; rebuilds when it changes and is kept afterwards (default: the index's own, "
+                            "auto for a new index)")
     index.add_argument("--check", action="store_true",
                        help="verify the index completely (checksums, SQLite integrity, question encoder) without "
                             "building; exit 1 on damage")
@@ -149,6 +154,15 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--questions", type=_positive, default=10_000,
                        help="distinct questions in the batch run (default: 10000)")
     bench.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
+    bench.add_argument("--scale", action="store_true",
+                       help="instead: how search, updates, disk, open time and memory grow with the corpus, on indexes "
+                            "of synthetic briefs built in /tmp (about 15 minutes for the default sizes; --corpus, "
+                            "--index-dir, --runs and --questions do not apply)")
+    bench.add_argument("--sizes", type=_sizes, metavar="N,N,...",
+                       help="with --scale: passages per index, e.g. 10k,100k (default: 10000,100000,1000000)")
+    bench.add_argument("--benchmarks", type=Path, metavar="DIR",
+                       help="with --scale: folder of BEIR datasets whose passages and questions are used "
+                            "(default: ../shared/benchmarks beside the repository)")
 
     evaluate = commands.add_parser("eval", help="measure retrieval quality on a BEIR dataset folder or a QA file")
     evaluate.add_argument("dataset", type=Path, metavar="DATASET",
@@ -189,6 +203,7 @@ def _open(args: argparse.Namespace, rebuild: bool = False) -> Retriever:
     retriever = Retriever.open(
         FolderCorpus(args.corpus, getattr(args, "max_file_bytes", MAX_FILE_BYTES)), args.index_dir, reranker=reranker,
         progress=sys.stderr.isatty(), rebuild=rebuild, on_wait=lambda notice: print(f"rag: {notice}", file=sys.stderr),
+        index_type=getattr(args, "index_type", None),
     )
     report = retriever.report
     if report.action != "opened" or report.warnings or report.skipped or getattr(args, "command", "") == "index":
@@ -425,7 +440,35 @@ def _eval(args: argparse.Namespace, out: TextIO) -> int:
     return 0
 
 
+def _sizes(value: str) -> list[int]:
+    """An argparse type: comma-separated passage counts, each a whole number with an optional k or M."""
+    sizes = []
+    for item in value.split(","):
+        text = item.strip().lower()
+        scale = {"k": 1_000, "m": 1_000_000}.get(text[-1:], 1)
+        try:
+            size = int(text[:-1] if scale > 1 else text) * scale
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"must be passage counts such as 10000,100k,1M; got {item.strip()!r}") from None
+        if size < 100:
+            raise argparse.ArgumentTypeError(f"each size must be at least 100 passages, got {size}")
+        sizes.append(size)
+    return sizes
+
+
 def _bench(args: argparse.Namespace, out: TextIO) -> int:
+    if args.scale:
+        from .scale import DEFAULT_BENCHMARKS, DEFAULT_SIZES, run_scale, stderr_log
+        from .scale import markdown as scale_markdown
+
+        log = stderr_log()
+        log("rag bench --scale: builds, searches and updates an index per size (about 15 minutes for the defaults)")
+        result = run_scale(args.sizes or DEFAULT_SIZES, benchmarks=args.benchmarks or DEFAULT_BENCHMARKS, log=log,
+                           progress=sys.stderr.isatty())
+        out.write(json.dumps(result) + "\n" if args.json else scale_markdown(result))
+        return 0
+    if args.sizes is not None or args.benchmarks is not None:
+        raise UsageError("--sizes and --benchmarks go with --scale")
     from .speed import markdown, run_bench
 
     print("rag: benchmarking (a few minutes: cold starts, warm queries, a batch run, then the reference)",
