@@ -32,11 +32,11 @@ def run(
     ``encoder`` is ``index`` (the question encoder the index names, ONNX by default) or
     ``sentence-transformers`` (the model itself, to compare the two).
     """
-    from .embedding import passage_embedder
+    from .embedding import MODEL_BACKEND, passage_embedder
 
     for root in datasets:
         dataset = load_beir(root, split)
-        forced = passage_embedder(benchmark_settings().model) if encoder == "sentence-transformers" else None
+        forced = passage_embedder(benchmark_settings().model, MODEL_BACKEND) if encoder == "sentence-transformers" else None
         retriever = open_beir(root, progress=sys.stderr.isatty(), encoder=forced)
         for message in retriever.report.messages():
             print(f"bench: {dataset.name}: {message}", file=sys.stderr)

@@ -1,11 +1,14 @@
-"""Questions encoded without torch: an ONNX export of the embedding model, run by onnxruntime.
+"""The embedding model without torch: an ONNX export of it, run by onnxruntime.
 
-:func:`export` runs once, when an index is built (torch is needed then anyway), and writes
-three files into a folder: the transformer as ONNX, the model's fast tokenizer, and
-``encoder.json`` with the pooling, normalisation and maximum length the sentence-transformers
-pipeline of the model uses. :class:`OnnxQuestionEncoder` reproduces that pipeline with
-``onnxruntime`` and ``tokenizers`` only: importing it never imports torch, transformers or
-sentence-transformers.
+:func:`export` writes three files into a folder: the transformer as ONNX, the model's fast
+tokenizer, and ``encoder.json`` with the pooling, normalisation and maximum length the
+sentence-transformers pipeline of the model uses. It needs torch, and runs once per model:
+:func:`cached_export` keeps the export in a cache folder (``$RAG_CACHE_DIR``, else
+``~/.cache/rag``), keyed by the model's files. :class:`OnnxPassageEmbedder` encodes passages
+with it when an index is built and hard-links the same files into the index as its question
+encoder; :class:`OnnxQuestionEncoder` encodes questions with the index's copy. Both reproduce
+the pipeline with ``onnxruntime`` and ``tokenizers`` only: loading and running them never
+imports torch, transformers or sentence-transformers.
 
 >>> encoder = OnnxQuestionEncoder("index/gen-000001/encoder")  # doctest: +SKIP
 >>> encoder.encode(["What did Belarus seek from China?"]).shape  # doctest: +SKIP
@@ -14,14 +17,18 @@ sentence-transformers.
 
 from __future__ import annotations
 
+import hashlib
 import inspect
 import json
+import logging
 import os
 import shutil
+import tempfile
 import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from .embedding import ONNX_BACKEND, ONNX_INT8_BACKEND, model_file_names, offline
 from .errors import ModelError
 
 if TYPE_CHECKING:
@@ -32,14 +39,21 @@ ONNX_FILE = "model.onnx"
 TOKENIZER_FILE = "tokenizer.json"
 CONFIG_FILE = "encoder.json"
 FILES = (ONNX_FILE, TOKENIZER_FILE, CONFIG_FILE)
-#: Texts per model call: bounds memory (attention grows with batch x length²).
-BATCH_SIZE = 32
+#: The int8 variant of ``ONNX_FILE`` (see :func:`quantize`), beside it in a cached export; never in an index.
+INT8_FILE = "model.int8.onnx"
+#: Tokens per model call (texts x longest text, padding included): texts are sorted by length
+#: and cut into batches of about this size, so memory stays bounded and little goes to padding.
+BATCH_TOKENS = 4096
+#: Where exports are cached (default ``$XDG_CACHE_HOME/rag``, else ``~/.cache/rag``).
+CACHE_ENV = "RAG_CACHE_DIR"
+#: Part of every cache key: raise it when :func:`export` writes something else.
+EXPORT_VERSION = 1
 
 _POOLING_MODES = ("mean", "cls", "max")
 
 
 class ExportError(ModelError):
-    """The model's pipeline cannot be reproduced in ONNX (questions then use sentence-transformers)."""
+    """The model's pipeline cannot be reproduced in ONNX (sentence-transformers encodes instead)."""
 
 
 def _pipeline(model_path: Path) -> dict[str, Any]:
@@ -59,11 +73,21 @@ def _pipeline(model_path: Path) -> dict[str, Any]:
             if len(chosen) != 1:
                 raise ExportError(f"pooling {config} is not exactly one of {_POOLING_MODES}")
             pooling = chosen[0]
+    # sentence-transformers truncates at max_seq_length, else at the tokenizer's model_max_length.
+    limit = _json(model_path / "sentence_bert_config.json").get("max_seq_length")
+    if not limit:
+        positions = _json(model_path / "config.json").get("max_position_embeddings") or 512
+        limit = min(_json(model_path / "tokenizer_config.json").get("model_max_length") or positions, positions)
+    return {"pooling": pooling, "normalize": "Normalize" in kinds, "max_length": int(limit)}
+
+
+def _json(path: Path) -> dict[str, Any]:
+    """A JSON object file's content; empty when it is missing or not a JSON object."""
     try:
-        settings = json.loads((model_path / "sentence_bert_config.json").read_text(encoding="utf-8"))
+        content = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
-        settings = {}
-    return {"pooling": pooling, "normalize": "Normalize" in kinds, "max_length": int(settings.get("max_seq_length") or 512)}
+        return {}
+    return content if isinstance(content, dict) else {}
 
 
 def export(model_path: Path, folder: Path) -> None:
@@ -75,8 +99,6 @@ def export(model_path: Path, folder: Path) -> None:
     pipeline = _pipeline(model_path)
     if not (model_path / TOKENIZER_FILE).is_file():
         raise ExportError(f"{model_path} has no fast tokenizer ({TOKENIZER_FILE})")
-    from .embedding import offline
-
     offline()
     import torch
     from transformers import AutoModel
@@ -102,59 +124,148 @@ def export(model_path: Path, folder: Path) -> None:
     axes = {name: {0: "batch", 1: "tokens"} for name in [*names, "hidden"]}
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the tracer's notes on shapes it fixes: none apply to this export
-        torch.onnx.export(_Hidden(), tuple(sample for _ in names), str(folder / ONNX_FILE), input_names=names,
-                          output_names=["hidden"], dynamic_axes=axes, opset_version=17, dynamo=False)
+        try:
+            torch.onnx.export(_Hidden(), tuple(sample for _ in names), str(folder / ONNX_FILE), input_names=names,
+                              output_names=["hidden"], dynamic_axes=axes, opset_version=17, dynamo=False)
+        except Exception as error:  # noqa: BLE001 - any tracer failure means: no ONNX for this model
+            raise ExportError(f"cannot export {model_path} to ONNX: {error}") from None
     shutil.copyfile(model_path / TOKENIZER_FILE, folder / TOKENIZER_FILE)
     config = {**pipeline, "inputs": names, "dimension": int(model.config.hidden_size)}
     (folder / CONFIG_FILE).write_text(json.dumps(config, indent=1), encoding="utf-8")
 
 
-class OnnxQuestionEncoder:
-    """A ``QuestionEncoder`` running an exported model with onnxruntime on the CPU."""
+def cache_root() -> Path:
+    """The folder that holds cached exports: ``$RAG_CACHE_DIR``, else ``rag`` in the user's cache folder."""
+    if os.environ.get(CACHE_ENV):
+        return Path(os.environ[CACHE_ENV]).expanduser()
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache").expanduser() / "rag"
 
-    def __init__(self, folder: str | Path, name: str = "onnx") -> None:
+
+def cached_export(model_path: Path) -> Path:
+    """The folder of the ONNX export of the local model at ``model_path``, exported on first use.
+
+    The folder is named after the model's files (names, sizes, modification times), so a
+    changed model gets a new export. The export is written beside it and renamed into place,
+    so other processes see all of it or nothing. Raises ``ExportError`` when the model cannot
+    be exported or the cache cannot be written.
+    """
+    identity = hashlib.sha256(f"{EXPORT_VERSION}\n{model_path.resolve()}\n".encode())
+    for name in model_file_names(model_path):
+        status = (model_path / name).stat()
+        identity.update(f"{name}\t{status.st_size}\t{status.st_mtime_ns}\n".encode())
+    folder = cache_root() / "onnx" / identity.hexdigest()[:32]
+    if _complete(folder):
+        return folder
+    try:
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=".export-", dir=folder.parent))
+    except OSError as error:
+        raise ExportError(f"cannot write the export cache {folder.parent} (set {CACHE_ENV}): {error}") from None
+    try:
+        export(model_path, staging)
+        if not _complete(folder):  # else another process put its export in place meanwhile
+            shutil.rmtree(folder, ignore_errors=True)  # what is left of a damaged one
+            os.rename(staging, folder)
+    except OSError as error:
+        if not _complete(folder):
+            raise ExportError(f"cannot write the export cache {folder}: {error}") from None
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return folder
+
+
+def _complete(folder: Path) -> bool:
+    return all((folder / name).is_file() for name in FILES)
+
+
+def quantize(folder: Path) -> Path:
+    """The int8 model of the export in ``folder`` (``INT8_FILE``), made on first use.
+
+    MatMul weights become int8 per output channel, activations are quantized per call
+    (``onnxruntime.quantization.quantize_dynamic``); embeddings, layer norms and the attention
+    products stay float32. Vectors move by a cosine of about 0.995 from the float32 ones;
+    nDCG@10 stays within 0.005 on SciFact and NFCorpus. Raises ``ExportError`` when it fails.
+    """
+    target = folder / INT8_FILE
+    if target.is_file():
+        return target
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    handle, name = tempfile.mkstemp(prefix=".int8-", suffix=".onnx", dir=folder)
+    os.close(handle)
+    root = logging.getLogger()
+    silence = logging.NullHandler()  # the quantizer advises pre-processing on the root logger: it fails here
+    root.addHandler(silence)
+    root.addFilter(_no_advice)
+    try:
+        quantize_dynamic(folder / ONNX_FILE, name, weight_type=QuantType.QInt8, per_channel=True,
+                         op_types_to_quantize=["MatMul"], extra_options={"MatMulConstBOnly": True})
+        os.replace(name, target)
+    except Exception as error:  # noqa: BLE001 - any quantizer failure means: no int8 model
+        raise ExportError(f"cannot quantize {folder / ONNX_FILE}: {error}") from None
+    finally:
+        root.removeFilter(_no_advice)
+        root.removeHandler(silence)
+        Path(name).unlink(missing_ok=True)
+    return target
+
+
+def _no_advice(record: logging.LogRecord) -> bool:
+    return "pre-processing before quantization" not in record.getMessage()
+
+
+class _OnnxModel:
+    """An exported model run by onnxruntime: tokenization, length-bucketed batches, pooling."""
+
+    def __init__(self, folder: str | Path, name: str, threads: int, model_file: str = ONNX_FILE) -> None:
         import numpy as np
         import onnxruntime
         from tokenizers import Tokenizer
 
-        folder = Path(folder)
+        self.folder = Path(folder)
         try:
-            config = json.loads((folder / CONFIG_FILE).read_text(encoding="utf-8"))
-            self._tokenizer = Tokenizer.from_file(str(folder / TOKENIZER_FILE))
+            config = json.loads((self.folder / CONFIG_FILE).read_text(encoding="utf-8"))
+            self._tokenizer = Tokenizer.from_file(str(self.folder / TOKENIZER_FILE))
             options = onnxruntime.SessionOptions()
-            options.intra_op_num_threads = min(4, os.cpu_count() or 1)
-            # Idle threads sleep instead of spinning: a search runs FAISS and numpy right after.
+            options.intra_op_num_threads = threads
+            # Idle threads sleep instead of spinning: faster on a busy machine, and the caller
+            # runs tokenization, FAISS or numpy between model calls.
             options.add_session_config_entry("session.intra_op.allow_spinning", "0")
             options.log_severity_level = 3
             self._session = onnxruntime.InferenceSession(
-                str(folder / ONNX_FILE), options, providers=["CPUExecutionProvider"]
+                str(self.folder / model_file), options, providers=["CPUExecutionProvider"]
             )
+            self.name = name
+            self.dimension = int(config["dimension"])
+            self.max_tokens = int(config["max_length"])
+            self._inputs: list[str] = list(config["inputs"])
+            self._pooling: str = config["pooling"]
+            self._normalize = bool(config["normalize"])
         except Exception as error:  # noqa: BLE001 - any failure means: use the fallback
-            raise ModelError(f"cannot load the ONNX encoder in {folder}: {error}") from None
-        self.name = name
-        self.dimension = int(config["dimension"])
-        self._inputs: list[str] = list(config["inputs"])
-        self._pooling: str = config["pooling"]
-        self._normalize: bool = bool(config["normalize"])
+            raise ModelError(f"cannot load the ONNX encoder in {self.folder}: {error}") from None
         self._tokenizer.no_padding()
-        self._tokenizer.enable_truncation(int(config["max_length"]))
+        self._tokenizer.enable_truncation(self.max_tokens)
         self._np = np
 
     def encode(self, texts: list[str]) -> np.ndarray:
         """Unit-length float32 vectors, one row per text, as the sentence-transformers pipeline gives them.
 
-        Texts run through the model ``BATCH_SIZE`` at a time, grouped by length, so memory
-        stays bounded however many come and little time goes into padding.
+        Texts are truncated at the model's maximum length (special tokens included), sorted
+        by token count and run ``BATCH_TOKENS`` at a time; rows come back in the order given.
         """
         np = self._np
         vectors = np.zeros((len(texts), self.dimension), dtype=np.float32)
-        if not texts:
-            return vectors
         encodings = self._tokenizer.encode_batch(list(texts))
-        order = sorted(range(len(texts)), key=lambda row: len(encodings[row].ids))
-        for first in range(0, len(order), BATCH_SIZE):
-            rows = order[first : first + BATCH_SIZE]
+        lengths = [len(encoding.ids) for encoding in encodings]
+        order = sorted(range(len(texts)), key=lengths.__getitem__)
+        first = 0
+        while first < len(order):
+            last = first + 1
+            while last < len(order) and (last + 1 - first) * lengths[order[last]] <= BATCH_TOKENS:
+                last += 1
+            rows = order[first:last]
             vectors[rows] = self._run([encodings[row] for row in rows])
+            first = last
         return vectors
 
     def _run(self, encodings: list[Any]) -> np.ndarray:
@@ -174,7 +285,55 @@ class OnnxQuestionEncoder:
         elif self._pooling == "max":
             pooled = np.where(mask[..., None] > 0, hidden, -np.inf).max(axis=1)
         else:
-            pooled = (hidden * mask[..., None]).sum(axis=1) / np.maximum(mask.sum(axis=1, keepdims=True), 1)
+            weights = mask.astype(np.float32)
+            pooled = np.einsum("btd,bt->bd", hidden, weights) / np.maximum(weights.sum(axis=1, keepdims=True), 1)
         if self._normalize:
             pooled = pooled / np.maximum(np.linalg.norm(pooled, axis=1, keepdims=True), 1e-12)
         return pooled
+
+
+class OnnxQuestionEncoder(_OnnxModel):
+    """A ``QuestionEncoder`` running an exported model with onnxruntime on the CPU."""
+
+    def __init__(self, folder: str | Path, name: str = "onnx") -> None:
+        super().__init__(folder, name, threads=min(4, os.cpu_count() or 1))
+
+
+class OnnxPassageEmbedder(_OnnxModel):
+    """A ``PassageEmbedder`` running an exported model with onnxruntime, tuned for throughput.
+
+    One model call uses every core this process may run on. Token counts come from the
+    export's tokenizer, exactly as the model's own tokenizer counts them. ``quantized`` runs
+    the export's int8 model (``INT8_FILE``, made by :func:`quantize`) instead of the float32
+    one; questions are still encoded in float32, by the files :meth:`export_question_encoder` links.
+
+    >>> embedder = OnnxPassageEmbedder(cached_export(model_path), name="all-MiniLM-L6-v2")  # doctest: +SKIP
+    >>> embedder.count_tokens(["Minsk and Ankara"])  # doctest: +SKIP
+    [3]
+    """
+
+    def __init__(self, folder: str | Path, name: str, quantized: bool = False) -> None:
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+        super().__init__(folder, name, threads=cores, model_file=INT8_FILE if quantized else ONNX_FILE)
+        from tokenizers import Tokenizer
+
+        self.backend = ONNX_INT8_BACKEND if quantized else ONNX_BACKEND
+        self._counter = Tokenizer.from_file(str(self.folder / TOKENIZER_FILE))
+        self._counter.no_padding()
+        self._counter.no_truncation()
+
+    def count_tokens(self, texts: list[str]) -> list[int]:
+        """Model tokens per text, without [CLS]/[SEP] and without truncation."""
+        return [len(encoding.ids) for encoding in self._counter.encode_batch(list(texts), add_special_tokens=False)]
+
+    def export_question_encoder(self, folder: Path) -> None:
+        """Hard-link (copy where linking fails) this embedder's export into ``folder``: no second export."""
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            for name in FILES:
+                try:
+                    os.link(self.folder / name, folder / name)
+                except OSError:
+                    shutil.copy2(self.folder / name, folder / name)
+        except OSError as error:
+            raise ExportError(f"cannot copy the ONNX export into {folder}: {error}") from None

@@ -175,9 +175,9 @@ def run_bench(corpus: str | Path, index_dir: str | Path, *, runs: int = 5, batch
     model = str(resolve_model_path(retriever.settings.model))
     reference_cmd = [sys.executable, str(script), model, str(work / "reference.faiss"), str(k)]
     reference: dict[str, Any] = {"cold_start_s": _median_wall([*reference_cmd, "--question", questions[0]], runs)}
-    from .embedding import passage_embedder
+    from .embedding import MODEL_BACKEND, passage_embedder
 
-    model_in_process = passage_embedder(retriever.settings.model)
+    model_in_process = passage_embedder(retriever.settings.model, MODEL_BACKEND)
     timings = []
     for _ in range(3):
         for question in questions:

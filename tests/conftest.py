@@ -82,6 +82,7 @@ class HashingEmbedder:
     """
 
     name = "hashing"
+    backend = "hashing"
     dimension = 384
     max_tokens = 256
 

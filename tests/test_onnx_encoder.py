@@ -1,4 +1,5 @@
-"""The torch-free question encoder: parity with sentence-transformers, what it refuses, the fallback."""
+"""The torch-free question encoder: parity with sentence-transformers, what it refuses, the fallback,
+and that it is the very export the passages were embedded with."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import numpy as np
 import pytest
 
 from rag.embedding import MODEL_BACKEND, ONNX_BACKEND, passage_embedder, question_encoder
-from rag.onnx_encoder import CONFIG_FILE, ExportError, OnnxQuestionEncoder, export
+from rag.onnx_encoder import CONFIG_FILE, FILES, ExportError, OnnxPassageEmbedder, OnnxQuestionEncoder, export
 from rag.index import ENCODER_DIR
 
 from .conftest import DATA, ROOT
@@ -39,7 +40,7 @@ def test_onnx_matches_sentence_transformers_on_every_question(encoder_dir: Path)
     questions += ["?", "a", "Минск и Пекин", "🙂", "word " * 600]  # tiny, foreign, emoji, truncated
     questions += benchmark_queries()
     onnx = OnnxQuestionEncoder(encoder_dir).encode(questions)
-    reference = passage_embedder().encode(questions)
+    reference = passage_embedder("all-MiniLM-L6-v2", MODEL_BACKEND).encode(questions)
     cosines = (onnx * reference).sum(axis=1)
     assert onnx.dtype == np.float32 and onnx.shape == reference.shape
     assert np.linalg.norm(onnx, axis=1) == pytest.approx(1.0, abs=1e-5)
@@ -47,6 +48,14 @@ def test_onnx_matches_sentence_transformers_on_every_question(encoder_dir: Path)
     assert cosines.min() >= 0.999, f"cosine {cosines.min():.6f} for {questions[worst]!r}"
     assert len(questions) > 4000 or not BENCHMARKS.is_dir()
     assert OnnxQuestionEncoder(encoder_dir).encode([]).shape == (0, 384)
+
+
+def test_the_index_keeps_the_export_its_passages_were_embedded_with(encoder_dir: Path) -> None:
+    """One export per model: the index's question encoder is the passage embedder's cached export."""
+    embedder = passage_embedder()
+    assert isinstance(embedder, OnnxPassageEmbedder)
+    for name in FILES:
+        assert (encoder_dir / name).read_bytes() == (embedder.folder / name).read_bytes()
 
 
 def test_encoder_settings_follow_the_model_pipeline(encoder_dir: Path) -> None:
@@ -76,9 +85,9 @@ def test_a_missing_or_broken_export_falls_back_with_one_warning(tmp_path: Path, 
     (broken / "model.onnx").write_bytes(b"not a model")
     for _ in range(2):
         encoder = question_encoder(ONNX_BACKEND, broken, "all-MiniLM-L6-v2")
-    assert encoder is passage_embedder("all-MiniLM-L6-v2")
+    assert encoder is passage_embedder("all-MiniLM-L6-v2", MODEL_BACKEND) and encoder.backend == MODEL_BACKEND
     assert capsys.readouterr().err.count("encoding questions with sentence-transformers instead") == 1
-    assert question_encoder(MODEL_BACKEND, broken, "all-MiniLM-L6-v2") is passage_embedder("all-MiniLM-L6-v2")
+    assert question_encoder(MODEL_BACKEND, broken, "all-MiniLM-L6-v2") is passage_embedder("all-MiniLM-L6-v2", MODEL_BACKEND)
     assert isinstance(question_encoder(ONNX_BACKEND, encoder_dir, "all-MiniLM-L6-v2"), OnnxQuestionEncoder)
 
 
