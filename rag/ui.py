@@ -448,6 +448,12 @@ def build_app(retriever: Retriever, *, read_only: bool = False) -> gr.Blocks:
     return demo
 
 
+def _exit_once(*_: object) -> None:
+    """End the process as on Ctrl-C; a second SIGTERM during the clean-up is ignored, not a traceback."""
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    sys.exit(0)
+
+
 def serve(
     retriever: Retriever,
     host: str,
@@ -464,7 +470,7 @@ def serve(
     """
     demo = build_app(retriever, read_only=read_only)
     if block:  # a served process ends on SIGTERM as on Ctrl-C, removing its temporary exports
-        signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+        signal.signal(signal.SIGTERM, _exit_once)
     demo.queue(default_concurrency_limit=SEARCH_CONCURRENCY, max_size=QUEUE_SIZE)
     demo.launch(
         server_name=host,
