@@ -18,7 +18,6 @@ import re
 import threading
 from collections.abc import Collection, Sequence
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
@@ -130,7 +129,7 @@ class LexicalSegment:
             new_row = np.full(len(segment.ids), -1, dtype=np.int64)
             new_row[keep] = offset + np.arange(int(keep.sum()))
             remap = np.asarray([vocabulary.setdefault(term, len(vocabulary)) for term in segment.terms], dtype=np.int64)
-            term_of = np.repeat(np.arange(len(segment.terms)), np.diff(segment.indptr))
+            term_of = segment.term_of_postings()
             kept = keep[segment.rows]
             columns.append(remap[term_of[kept]])
             rows.append(new_row[segment.rows[kept]])
@@ -144,6 +143,10 @@ class LexicalSegment:
             joined[2].astype(np.int64), joined[3].astype(np.int64), joined[4].astype(np.float32),
         )
 
+    def term_of_postings(self) -> np.ndarray:
+        """The term (column) of each entry of ``rows``/``counts``."""
+        return np.repeat(np.arange(len(self.terms)), np.diff(self.indptr))
+
     def sorted_by_id(self) -> LexicalSegment:
         """This segment with its rows in ascending id order (itself when they already are)."""
         ids = np.asarray(self.ids)
@@ -152,9 +155,8 @@ class LexicalSegment:
         order = np.argsort(ids, kind="stable")
         position = np.empty_like(order)
         position[order] = np.arange(len(order))
-        term_of = np.repeat(np.arange(len(self.terms)), np.diff(self.indptr))
         return self._from_pairs(
-            self.terms, ids[order], np.asarray(self.lengths)[order], term_of, position[np.asarray(self.rows)],
+            self.terms, ids[order], np.asarray(self.lengths)[order], self.term_of_postings(), position[np.asarray(self.rows)],
             np.asarray(self.counts),
         )
 
@@ -221,8 +223,10 @@ class Bm25:
     def idf(self, term: str) -> float:
         """BM25's inverse document frequency of a stemmed term over the live texts (0 when absent)."""
         frequency = sum(len(rows) for rows, _ in self._live_postings(term))
-        if not frequency:
-            return 0.0
+        return self._idf(frequency) if frequency else 0.0
+
+    def _idf(self, frequency: int) -> float:
+        """Lucene's BM25 IDF of a term held by ``frequency`` of the live texts (bm25s' default)."""
         return float(np.log(1 + (self._documents - frequency + 0.5) / (frequency + 0.5)))
 
     def known_share(self, query: str) -> float:
@@ -247,7 +251,7 @@ class Bm25:
             frequency = sum(len(rows) for rows, _ in postings)
             if not frequency:
                 continue
-            idf = np.float32(np.log(1 + (self._documents - frequency + 0.5) / (frequency + 0.5)))  # as idf()
+            idf = np.float32(self._idf(frequency))
             repeats = np.float32(query_terms.count(term))  # bm25s adds a repeated query term's scores again
             for (segment, _), total, (rows, counts) in zip(self._parts, totals, postings):
                 lengths = np.asarray(segment.lengths)[rows]
