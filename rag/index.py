@@ -50,7 +50,7 @@ import weakref
 from concurrent.futures import Future, ThreadPoolExecutor
 from collections import Counter
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -65,9 +65,11 @@ from .embedding import MODEL_BACKEND, ONNX_BACKEND, PassageEmbedder, model_file_
 from .errors import CorpusError, IndexCorruptError, IndexWriteError, ModelError, RagError
 from .segments import LiveSegments, Segment, SegmentEntry, SegmentWriter, segment_files
 from .segments import search_text as search_text
+from .sources import SourceEntry as SourceEntry
+from .sources import SourceTable
 from .stores.base import LexicalIndex, PassageIndex, ReadableVectors
 
-FORMAT_VERSION = 5
+FORMAT_VERSION = 6
 CURRENT_FILE = "CURRENT"
 MANIFEST_FILE = "manifest.json"
 READERS_FILE = "READERS"
@@ -102,21 +104,6 @@ class _Vanished(Exception):
 
 
 @dataclass(frozen=True)
-class SourceEntry:
-    """What the index holds of one source."""
-
-    fingerprint: str  # SHA-256 of exactly the bytes that were indexed ("" when unreadable)
-    signature: str  # the corpus's cheap signature, taken before those bytes were read
-    status: str  # "indexed" or "skipped"
-    passages: int = 0
-    kind: str | None = None
-    note: str | None = None
-    warnings: tuple[str, ...] = ()
-    segment: str | None = None  # the segment holding its passages, ids first_id .. first_id + passages - 1
-    first_id: int | None = None
-
-
-@dataclass(frozen=True)
 class Manifest:
     """The manifest of a generation; :meth:`from_dict` refuses anything malformed."""
 
@@ -128,7 +115,7 @@ class Manifest:
     settings: dict[str, Any]
     corpus: str
     created: str
-    sources: dict[str, SourceEntry]
+    sources: SourceTable  # every source of the corpus, as columns
     segments: dict[str, SegmentEntry]  # oldest first
     index_type: str  # the vector index type asked for ("auto": chosen by each segment's size)
     next_id: int  # the first passage id a later update may give out
@@ -140,11 +127,7 @@ class Manifest:
         values["model_files"] = {name: record.to_dict() for name, record in self.model_files.items()}
         values["files"] = {name: record.to_dict() for name, record in self.files.items()}
         values["segments"] = {name: asdict(entry) for name, entry in self.segments.items()}
-        names = list(SourceEntry.__dataclass_fields__)  # getattr, not asdict: 5x faster at 250k sources
-        values["sources"] = {
-            source: {key: value for key in names if (value := getattr(entry, key)) not in (None, ())}
-            for source, entry in self.sources.items()
-        }
+        values["sources"] = self.sources.to_dict()
         return values
 
     @classmethod
@@ -164,7 +147,7 @@ class Manifest:
                 settings=_typed(values["settings"], dict),
                 corpus=_typed(values["corpus"], str),
                 created=_typed(values["created"], str),
-                sources={_typed(s, str): _source_entry(e) for s, e in _typed(values["sources"], dict).items()},
+                sources=SourceTable.from_dict(values["sources"]),
                 segments={_segment_name(n): SegmentEntry.from_dict(e) for n, e in _typed(values["segments"], dict).items()},
                 index_type=_typed(values["index_type"], str),
                 next_id=_typed(values["next_id"], int),
@@ -174,7 +157,7 @@ class Manifest:
             raise IndexCorruptError(f"the manifest is malformed ({error.__class__.__name__}: {error})") from None
         if set(values) != {f for f in cls.__dataclass_fields__}:
             raise IndexCorruptError("the manifest has unexpected or missing fields")
-        if any(entry.segment not in manifest.segments for entry in manifest.sources.values() if entry.passages):
+        if not set(manifest.sources.segment_names) <= set(manifest.segments):
             raise IndexCorruptError("the manifest places passages in a segment it does not list")
         return manifest
 
@@ -182,18 +165,9 @@ class Manifest:
         """What questions must be encoded with: the backend, the model and its files' hashes."""
         return self.encoder, self.model, tuple(sorted((name, r.sha256) for name, r in self.model_files.items()))
 
-    def ranges(self) -> dict[str, tuple[str, int, int]]:
-        """Each live source with passages: (segment, first passage id, number of passages)."""
-        return {
-            source: (entry.segment, entry.first_id, entry.passages)
-            for source, entry in self.sources.items()
-            if entry.passages and entry.segment is not None and entry.first_id is not None
-        }
-
     def counts(self) -> tuple[int, int]:
         """(indexed documents, passages)."""
-        entries = [entry for entry in self.sources.values() if entry.status == "indexed"]
-        return len(entries), sum(entry.passages for entry in entries)
+        return self.sources.counts()
 
 
 def _typed(value: Any, kind: type) -> Any:
@@ -206,18 +180,6 @@ def _segment_name(name: Any) -> str:
     if not isinstance(name, str) or not _SEGMENT_RE.fullmatch(name):
         raise ValueError(f"{name!r} is not a segment name")
     return name
-
-
-def _source_entry(values: Any) -> SourceEntry:
-    values = dict(_typed(values, dict))
-    values["warnings"] = tuple(_typed(w, str) for w in _typed(values.get("warnings", []), list))
-    entry = SourceEntry(**values)
-    if entry.status not in ("indexed", "skipped") or not _typed(entry.passages, int) >= 0:
-        raise ValueError("a source entry has a bad status or passage count")
-    _typed(entry.fingerprint, str), _typed(entry.signature, str)
-    if entry.passages:
-        _segment_name(entry.segment), _typed(entry.first_id, int)
-    return entry
 
 
 # ---------------------------------------------------------------------------
@@ -279,7 +241,7 @@ class OpenIndex:
         self.passages: PassageIndex = live.passages
         self.report = report
         #: Signatures under which each source's indexed content is known to be on disk now.
-        self.signatures = {source: entry.signature for source, entry in manifest.sources.items()}
+        self.signatures = manifest.sources.signature_map()
         # Closes the READERS lock when the index is dropped without close(), as when a
         # script lets a Retriever go: the generation must not stay pinned for ever.
         self._release_readers = weakref.finalize(self, os.close, readers)
@@ -490,8 +452,8 @@ def _load(directory: Path, report: IndexReport, written: Manifest | None = None)
         try:
             for name, entry in manifest.segments.items():
                 segments[name] = Segment(directory / name, entry)
-            live = LiveSegments(segments, manifest.ranges())
-            if live.passages.count() != manifest.counts()[1] or len(live.document_lexical) != len(manifest.ranges()):
+            live = LiveSegments(segments, manifest.sources)
+            if live.passages.count() != manifest.counts()[1] or len(live.document_lexical) != len(manifest.sources.placed()):
                 raise IndexCorruptError("the segments disagree with the manifest on the live passages")
         except (RuntimeError, OSError, ValueError, sqlite3.DatabaseError) as error:
             for segment in segments.values():
@@ -723,14 +685,15 @@ def _plan(
         previous.close()
         report.action, report.reason = "rebuilt", stale
         return _Plan(None, report, {}, index_type or kept)
-    known = previous.manifest.sources
+    table = previous.manifest.sources
+    known = table.signature_map()
     verified: dict[str, str] = {}
     for source, signature in scan.signatures.items():
         if source not in known:
             report.added.append(source)
-        elif known[source].signature != signature:
+        elif known[source] != signature:
             try:
-                same = corpus.fingerprint(source) == known[source].fingerprint
+                same = corpus.fingerprint(source) == table[source].fingerprint
             except CorpusError:
                 same = False
             if same:
@@ -759,16 +722,15 @@ class _Builder:
     def write(self, folder: Path, plan: _Plan, scan: Scan) -> Manifest:
         embedder = self.embed()
         previous, report = plan.previous, plan.report
-        sources: dict[str, SourceEntry] = dict(previous.manifest.sources) if previous else {}
-        for source, signature in plan.verified.items():
-            sources[source] = replace(sources[source], signature=signature)
+        sources = previous.manifest.sources if previous else SourceTable.empty()
+        # A changed or removed source's rows stay in their segment, dead from now on.
+        sources = sources.updated(removed=[*report.removed, *report.changed], signatures=plan.verified)
         (folder / READERS_FILE).touch()
-        for source in [s for s in sources if s not in scan.signatures or s in report.changed]:
-            del sources[source]  # its rows stay in their segment, dead from now on
         segments: dict[str, SegmentEntry] = dict(previous.manifest.segments) if previous else {}
         next_id = previous.manifest.next_id if previous else 1
         todo = [s for s in scan.signatures if s not in sources]
         new = None
+        added: dict[str, SourceEntry] = {}
         if todo:
             new = _new_segment_name()
             writer = SegmentWriter(folder / new, embedder.dimension, plan.index_type)
@@ -777,7 +739,7 @@ class _Builder:
                 pending: Future[None] | None = None
                 for first in range(0, len(todo), DOCUMENTS_PER_BATCH):
                     batch = todo[first : first + DOCUMENTS_PER_BATCH]
-                    rows, next_id = self._embed_batch(self._prepare(batch, scan, embedder), embedder, new, next_id, sources, report)
+                    rows, next_id = self._embed_batch(self._prepare(batch, scan, embedder), embedder, new, next_id, added, report)
                     if pending is not None:
                         pending.result()
                     pending = writes.submit(_write_rows, writer, rows)
@@ -785,9 +747,8 @@ class _Builder:
                 if pending is not None:
                     pending.result()
             segments[new] = writer.finish()
-        live: Counter[str | None] = Counter()
-        for entry in sources.values():
-            live[entry.segment] += entry.passages
+        sources = sources.updated(added=added)
+        live = Counter(sources.live_rows())
         if new is not None and not live[new]:
             shutil.rmtree(folder / new)
         segments = {name: entry for name, entry in segments.items() if live[name]}
@@ -801,7 +762,7 @@ class _Builder:
             segments[merged] = self._merge(folder, merged, merging, segments, sources, plan, embedder.dimension)
             for name in merging:
                 del segments[name]
-            sources = {s: replace(e, segment=merged) if e.segment in merging else e for s, e in sources.items()}
+            sources = sources.updated(merged=(merging, merged))
         # The previous generation's records still hold: opening checked the model's files by size and time.
         model_files = previous.manifest.model_files if previous else _model_records(self.settings.model)
         encoder = _question_encoder_files(embedder, folder / ENCODER_DIR, previous, model_files, report)
@@ -814,7 +775,7 @@ class _Builder:
             settings=self.settings.to_dict(),
             corpus=repr(self.corpus),
             created=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-            sources=dict(sorted(sources.items())),
+            sources=sources,
             segments=segments,
             index_type=plan.index_type,
             next_id=next_id,
@@ -827,7 +788,7 @@ class _Builder:
         merged: str,
         merging: list[str],
         segments: dict[str, SegmentEntry],
-        sources: dict[str, SourceEntry],
+        sources: SourceTable,
         plan: _Plan,
         dimension: int,
     ) -> SegmentEntry:
@@ -838,8 +799,7 @@ class _Builder:
             fresh = previous is None or name not in previous.live.segments
             segment = Segment(folder / name, segments[name]) if fresh else previous.live.segments[name]
             try:
-                writer.copy(segment, {s: (e.first_id, e.passages) for s, e in sources.items()
-                                      if e.segment == name and e.passages and e.first_id is not None})
+                writer.copy(segment, sources.in_segment(name))
             finally:
                 if fresh:
                     segment.close()

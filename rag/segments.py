@@ -25,6 +25,7 @@ import numpy as np
 
 from .chunking import Chunk
 from .documents import Document, Span
+from .sources import SourceTable
 from .stores.base import VectorStore
 from .stores.lexical import Bm25, LexicalSegment
 from .stores.passages import Filters, PassageRecord, PassageStore
@@ -46,10 +47,10 @@ def document_text(doc: Document) -> str:
     return search_text(doc.kind, doc.title, doc.text[doc.body[0][0] : doc.body[-1][1]])
 
 
-def live_mask(ids: np.ndarray, ranges: Iterable[tuple[int, int]]) -> np.ndarray:
-    """Which of the sorted ``ids`` fall inside one of the (first id, count) ranges."""
+def live_mask(ids: np.ndarray, ranges: Iterable[tuple[int, int]] | np.ndarray) -> np.ndarray:
+    """Which of the sorted ``ids`` fall inside one of the (first id, count) ranges (pairs or an (n, 2) array)."""
     ids = np.asarray(ids)
-    bounds = np.asarray(list(ranges), dtype=np.int64).reshape(-1, 2)
+    bounds = np.asarray(ranges if isinstance(ranges, np.ndarray) else list(ranges), dtype=np.int64).reshape(-1, 2)
     starts = np.searchsorted(ids, bounds[:, 0])
     ends = np.searchsorted(ids, bounds[:, 0] + bounds[:, 1])
     edges = np.zeros(len(ids) + 1, dtype=np.int64)  # +1 where a range opens, -1 where it closes
@@ -196,48 +197,68 @@ def _joined(new: LexicalSegment, copied: list[tuple[LexicalSegment, np.ndarray]]
 class LiveSegments:
     """The live rows of a generation's segments, behind the same methods as single stores.
 
-    ``ranges`` maps each live source that has passages to (segment name, first id, count).
-    ``vectors``, ``lexical``, ``document_lexical`` and ``passages`` are what retrieval calls.
+    ``sources`` is the generation's source table: each source with passages names its
+    segment, first id and count; every other row of a segment is dead. ``vectors``,
+    ``lexical``, ``document_lexical`` and ``passages`` are what retrieval calls.
     """
 
-    def __init__(self, segments: Mapping[str, Segment], ranges: Mapping[str, tuple[str, int, int]]) -> None:
+    def __init__(self, segments: Mapping[str, Segment], sources: SourceTable) -> None:
         self.segments = dict(segments)
-        self.ranges = dict(ranges)
-        by_segment: dict[str, dict[str, tuple[int, int]]] = {name: {} for name in self.segments}
-        for source, (name, first, count) in self.ranges.items():
-            by_segment[name][source] = (first, count)
-        self.sources_in = by_segment
-        self.live = {name: live_mask(seg.lexical.ids, by_segment[name].values()) for name, seg in self.segments.items()}
+        self.sources = sources
+        placed = sources.placed()
+        self._rows = placed[np.argsort(sources.first_ids[placed], kind="stable")]  # by first id
+        self._starts = sources.first_ids[self._rows]
+        self._counts = sources.passages[self._rows]
+        self._segment_of = sources.segments[self._rows]  # positions in sources.segment_names
+        self._members: dict[str, frozenset[str]] = {}
+        self.live: dict[str, np.ndarray] = {}
+        documents: dict[str, np.ndarray] = {}
+        for name, segment in self.segments.items():
+            mine = self._segment_of == (sources.segment_names.index(name) if name in sources.segment_names else -2)
+            starts = self._starts[mine]
+            self.live[name] = live_mask(segment.lexical.ids, np.stack([starts, self._counts[mine]], axis=1))
+            documents[name] = live_mask(segment.document_lexical.ids, np.stack([starts, np.ones_like(starts)], axis=1))
         self.live_ids = {name: np.asarray(seg.lexical.ids)[self.live[name]] for name, seg in self.segments.items()}
         self.dead_ids = {name: np.asarray(seg.lexical.ids)[~self.live[name]] for name, seg in self.segments.items()}
-        order = sorted(self.ranges.items(), key=lambda item: item[1][1])
-        self._sources = [source for source, _ in order]
-        self._starts = np.asarray([first for _, (_, first, _) in order], dtype=np.int64)
-        self._ends = np.asarray([first + count for _, (_, first, count) in order], dtype=np.int64)
         self.vectors = LiveVectors(self)
         self.lexical = Bm25([(seg.lexical, self.live[name]) for name, seg in self.segments.items()])
-        self.document_lexical = Bm25([
-            (seg.document_lexical, live_mask(seg.document_lexical.ids, [(first, 1) for first, _ in by_segment[name].values()]))
-            for name, seg in self.segments.items()
-        ])
+        self.document_lexical = Bm25([(seg.document_lexical, documents[name]) for name, seg in self.segments.items()])
         self.passages = LivePassages(self)
+
+    def _places(self, ids: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
+        """For each id: its position in the live ranges, and whether it is live."""
+        ids = np.asarray(ids, dtype=np.int64)
+        place = np.searchsorted(self._starts, ids, side="right") - 1
+        inside = (place >= 0) & (ids < self._starts[np.maximum(place, 0)] + self._counts[np.maximum(place, 0)])
+        return place, inside
 
     def sources_of(self, ids: Sequence[int]) -> list[str | None]:
         """The live source of each passage id (``None`` for an unknown or dead id)."""
-        ids = np.asarray(ids, dtype=np.int64)
-        place = np.searchsorted(self._starts, ids, side="right") - 1
-        return [
-            self._sources[p] if p >= 0 and i < self._ends[p] else None
-            for i, p in zip(ids.tolist(), place.tolist())
-        ]
+        place, inside = self._places(ids)
+        names = self.sources.names
+        return [names[self._rows[p]] if ok else None for p, ok in zip(place.tolist(), inside.tolist())]
 
     def by_segment(self, ids: Sequence[int]) -> dict[str, list[int]]:
         """Live passage ids grouped by the segment that holds them, in the given order."""
+        place, inside = self._places(ids)
         grouped: dict[str, list[int]] = {}
-        for passage_id, source in zip(ids, self.sources_of(ids)):
-            if source is not None:
-                grouped.setdefault(self.ranges[source][0], []).append(int(passage_id))
+        for passage_id, p, ok in zip(np.asarray(ids, dtype=np.int64).tolist(), place.tolist(), inside.tolist()):
+            if ok:
+                grouped.setdefault(self.sources.segment_names[self._segment_of[p]], []).append(passage_id)
         return grouped
+
+    def segment_of(self, source: str) -> str | None:
+        """The segment holding a live source's passages (``None`` when it has none)."""
+        row = self.sources.row(source)
+        if row is None or self.sources.passages[row] <= 0 or self.sources.segments[row] < 0:
+            return None
+        return self.sources.segment_names[self.sources.segments[row]]
+
+    def members(self, segment: str) -> frozenset[str]:
+        """The live sources whose passages ``segment`` holds (computed once per segment)."""
+        if segment not in self._members:
+            self._members[segment] = frozenset(self.sources.in_segment(segment))
+        return self._members[segment]
 
     def close(self) -> None:
         """Close every segment."""
@@ -311,8 +332,8 @@ class LivePassages:
         """Stored sentences among ``(source, start, end)`` keys with their vectors, one query per segment."""
         grouped: dict[str, list[tuple[str, int, int]]] = {}
         for key in keys:
-            if key[0] in self._live.ranges:
-                grouped.setdefault(self._live.ranges[key[0]][0], []).append(key)
+            if (segment := self._live.segment_of(key[0])) is not None:
+                grouped.setdefault(segment, []).append(key)
         found: dict[tuple[str, int, int], np.ndarray | None] = {}
         for name, group in grouped.items():
             found.update(self._live.segments[name].passages.sentence_vectors_of(group))
@@ -323,7 +344,7 @@ class LivePassages:
         if self._documents is None:
             rows = [
                 row for name, segment in self._live.segments.items() for row in segment.passages.documents()
-                if row["source"] in self._live.sources_in[name]
+                if row["source"] in self._live.members(name)
             ]
             rows.sort(key=lambda row: (row["week_start"] is None, row["week_start"] or "", row["source"]))
             self._documents = rows
@@ -331,8 +352,8 @@ class LivePassages:
 
     def document(self, source: str) -> Document | None:
         """The stored document of a live source, with its full text and body spans."""
-        placed = self._live.ranges.get(source)
-        return self._live.segments[placed[0]].passages.document(source) if placed else None
+        segment = self._live.segment_of(source)
+        return self._live.segments[segment].passages.document(source) if segment else None
 
     def filtered_ids(self, filters: Filters) -> list[int]:
         """Live passage ids of documents that match the filters."""

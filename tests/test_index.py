@@ -45,7 +45,7 @@ def test_build_then_reopen_without_work(corpus_dir: Path, tmp_path: Path) -> Non
     manifest = json.loads((live_generation(index_dir) / MANIFEST_FILE).read_text())
     assert manifest["model"] == "all-MiniLM-L6-v2" and manifest["dimension"] == 384
     assert manifest["settings"] == IndexSettings().to_dict()
-    assert set(manifest["sources"]) == {p.name for p in corpus_dir.iterdir()}
+    assert set(manifest["sources"]["source"]) == {p.name for p in corpus_dir.iterdir()}
     (name,) = manifest["segments"]  # a build writes one segment
     assert {f"{name}/vectors.faiss", f"{name}/passages.sqlite"} <= set(manifest["files"])
     again = open_seeds(corpus_dir, index_dir, embed=None)
