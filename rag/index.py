@@ -111,6 +111,7 @@ class Manifest:
     model: str
     model_files: dict[str, FileRecord]
     encoder: str  # how questions are encoded: "onnx" (files in encoder/) or "sentence-transformers"
+    passage_embedder: str  # the backend that embedded the passages (its ``backend`` attribute)
     dimension: int
     settings: dict[str, Any]
     corpus: str
@@ -143,6 +144,7 @@ class Manifest:
                 model=_typed(values["model"], str),
                 model_files={_typed(n, str): FileRecord.from_dict(r) for n, r in _typed(values["model_files"], dict).items()},
                 encoder=_typed(values["encoder"], str),
+                passage_embedder=_typed(values["passage_embedder"], str),
                 dimension=_typed(values["dimension"], int),
                 settings=_typed(values["settings"], dict),
                 corpus=_typed(values["corpus"], str),
@@ -168,6 +170,21 @@ class Manifest:
     def counts(self) -> tuple[int, int]:
         """(indexed documents, passages)."""
         return self.sources.counts()
+
+
+def vector_family(backend: str) -> str:
+    """Backends whose passage vectors agree (cosine >= 0.9999) share a family; others force a rebuild.
+
+    The ONNX export and sentence-transformers run the same float32 model; a distributed
+    runner (``"ray:onnx"``) is its inner backend; int8 and test embedders are their own.
+
+    >>> vector_family("sentence-transformers") == vector_family("ray:onnx") == "float32"
+    True
+    >>> vector_family("onnx-int8")
+    'onnx-int8'
+    """
+    inner = backend.rsplit(":", 1)[-1]
+    return "float32" if inner in (ONNX_BACKEND, MODEL_BACKEND) else inner
 
 
 def _typed(value: Any, kind: type) -> Any:
@@ -722,9 +739,17 @@ class _Builder:
     def write(self, folder: Path, plan: _Plan, scan: Scan) -> Manifest:
         embedder = self.embed()
         previous, report = plan.previous, plan.report
-        sources = previous.manifest.sources if previous else SourceTable.empty()
+        if previous is not None and vector_family(previous.manifest.passage_embedder) != vector_family(embedder.backend):
+            # Rows embedded another way would not be comparable with the new ones: start again.
+            report.action = "rebuilt"
+            report.reason = f"the passage embedder changed ({previous.manifest.passage_embedder} -> {embedder.backend})"
+            report.added, report.changed, report.removed = [], [], []
+            previous = None
         # A changed or removed source's rows stay in their segment, dead from now on.
-        sources = sources.updated(removed=[*report.removed, *report.changed], signatures=plan.verified)
+        sources = (
+            previous.manifest.sources.updated(removed=[*report.removed, *report.changed], signatures=plan.verified)
+            if previous else SourceTable.empty()
+        )
         (folder / READERS_FILE).touch()
         segments: dict[str, SegmentEntry] = dict(previous.manifest.segments) if previous else {}
         next_id = previous.manifest.next_id if previous else 1
@@ -771,6 +796,7 @@ class _Builder:
             model=self.settings.model,
             model_files=model_files,
             encoder=encoder,
+            passage_embedder=embedder.backend,
             dimension=embedder.dimension,
             settings=self.settings.to_dict(),
             corpus=repr(self.corpus),

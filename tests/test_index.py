@@ -305,3 +305,26 @@ def test_updates_link_the_question_encoder_instead_of_exporting_it(corpus_dir: P
     after = updated.directory / ENCODER_DIR / "model.onnx"
     assert updated.report.action == "updated" and updated.manifest.encoder == "onnx"
     assert after.stat().st_ino == before  # the same file on disk for both generations
+
+
+def test_an_update_by_an_embedder_of_another_kind_rebuilds(corpus_dir: Path, tmp_path: Path) -> None:
+    """Rows embedded by the int8 model (or a stand-in) never sit beside float32 rows in one index."""
+
+    class Int8Stand(HashingEmbedder):
+        backend = "onnx-int8"
+
+    class RayStand(HashingEmbedder):
+        backend = "ray:hashing"  # a distributed runner of the same embedder: same vectors
+
+    index_dir = tmp_path / "index"
+    open_seeds(corpus_dir, index_dir, embed=HashingEmbedder).close()
+    (corpus_dir / "added.txt").write_text("Belarus and Kazakhstan held talks.\n", encoding="utf-8")
+    same = open_seeds(corpus_dir, index_dir, embed=RayStand)
+    assert same.report.action == "updated" and same.manifest.passage_embedder == "ray:hashing"
+    same.close()
+    (corpus_dir / "added.txt").write_text("Belarus and Kazakhstan held more talks.\n", encoding="utf-8")
+    other = open_seeds(corpus_dir, index_dir, embed=Int8Stand)
+    assert other.report.action == "rebuilt" and "passage embedder changed (ray:hashing -> onnx-int8)" in other.report.reason
+    assert other.manifest.passage_embedder == "onnx-int8" and other.report.documents == 6
+    assert len(list(live_generation(index_dir).glob("seg-*"))) == 1  # nothing of the old rows is linked
+    other.close()
