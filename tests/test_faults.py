@@ -126,6 +126,7 @@ class Replay:
         with open(path, "rb") as handle:
             recorded = pickle.load(handle)
         self.name, self.dimension, self.max_tokens = recorded["name"], recorded["dimension"], recorded["max_tokens"]
+        self.backend = recorded["backend"]
         self.vectors, self.tokens = recorded["vectors"], recorded["tokens"]
         self.encoder = recorded["encoder"]
 
@@ -340,6 +341,7 @@ class Recorder:
 
         self.real = passage_embedder()
         self.name, self.dimension, self.max_tokens = self.real.name, self.real.dimension, self.real.max_tokens
+        self.backend = self.real.backend
         self.vectors: dict[str, Any] = {}
         self.tokens: dict[str, int] = {}
         self.encoder: Path | None = None
@@ -390,7 +392,7 @@ class Recorder:
 
     def dump(self, path: Path) -> None:
         with path.open("wb") as handle:
-            pickle.dump({"name": self.name, "dimension": self.dimension, "max_tokens": self.max_tokens,
+            pickle.dump({"name": self.name, "dimension": self.dimension, "max_tokens": self.max_tokens, "backend": self.backend,
                          "vectors": self.vectors, "tokens": self.tokens, "encoder": self.encoder}, handle)
 
 
