@@ -1,4 +1,5 @@
-"""The evidence digest: the answering sentences of a result list, each cited, oldest brief first.
+"""The evidence digest (the answering sentences of a result list, each cited, oldest brief first)
+and the timeline (the hits grouped by their brief's week).
 
 Built from hit dictionaries (the ``Hit.to_dict()`` schema), so the CLI, the JSON and the app
 show the same digest: the supporting sentences (distinct within a result list) of the hits
@@ -14,6 +15,11 @@ whose confidence reaches the answer threshold. Without such a hit, the digest is
 ['b.txt']
 >>> print(digest_markdown("Q?", digest(hits, threshold=0.5)).splitlines()[2])
 - **2017-12-11–2017-12-17** (trend: worse): “Earlier.” — A, a.txt, chars 0–8
+
+The timeline keeps every hit, not only the confident ones:
+
+>>> [(entry["week_start"], entry["hits"]) for entry in timeline(hits)]
+[('2017-12-11', 1), ('2019-04-15', 1)]
 """
 
 from __future__ import annotations
@@ -24,12 +30,41 @@ from typing import Any
 #: The fields of a digest entry, taken from the hit it quotes.
 DIGEST_FIELDS = ("source", "title", "week_start", "week_end", "trend", "sentence")
 
+#: The fields of a brief in the timeline, taken from its hits.
+TIMELINE_BRIEF_FIELDS = ("source", "title", "trend")
+
+
+def _chronological(item: Mapping[str, Any]) -> tuple[bool, str, str]:
+    """Sort key of a hit or week: by week start, then end; undated (no ``week_start``) last."""
+    return not item["week_start"], item["week_start"] or "", item["week_end"] or ""
+
 
 def digest(hits: Sequence[Mapping[str, Any]], *, threshold: float) -> list[dict[str, Any]]:
     """One entry per hit at least ``threshold`` confident, ordered by week, undated documents last."""
     confident = [hit for hit in hits if hit["confidence"] >= threshold]
-    ordered = sorted(confident, key=lambda hit: (hit["week_start"] is None, hit["week_start"] or "", hit["source"]))
+    ordered = sorted(confident, key=lambda hit: (*_chronological(hit), hit["source"]))
     return [{field: hit[field] for field in DIGEST_FIELDS} for hit in ordered]
+
+
+def timeline(hits: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """The hits grouped by their brief's week, oldest week first, undated briefs together last.
+
+    ``hits`` come best first, as a result list has them. Each week is ``{"week_start",
+    "week_end", "hits", "briefs"}`` (``hits`` counts its hits; both dates are ``None`` for the
+    undated group); each of its briefs is ``{"source", "title", "trend", "hits", "best"}``,
+    ``best`` being the brief's first (best) hit, and the brief with the better best hit comes first.
+    """
+    weeks: dict[tuple[str | None, str | None], dict[str, Any]] = {}
+    for hit in hits:
+        when = (hit["week_start"], hit["week_end"]) if hit["week_start"] else (None, None)
+        week_entry = weeks.setdefault(when, {"week_start": when[0], "week_end": when[1], "hits": 0, "briefs": {}})
+        week_entry["hits"] += 1
+        brief = week_entry["briefs"].setdefault(
+            hit["source"], {**{field: hit[field] for field in TIMELINE_BRIEF_FIELDS}, "hits": 0, "best": hit}
+        )
+        brief["hits"] += 1
+    ordered = sorted(weeks.values(), key=_chronological)
+    return [{**week_entry, "briefs": list(week_entry["briefs"].values())} for week_entry in ordered]
 
 
 def week(entry: Mapping[str, Any]) -> str:
