@@ -21,6 +21,7 @@ from typing import Any
 import gradio as gr
 
 from .config import DEFAULT_K, DEFAULT_MODE, SEARCH_MODES
+from .digest import timeline
 from .documents import FolderCorpus
 from .errors import QueryError, RagError
 from .retrieval import Retriever, results_payload
@@ -31,6 +32,7 @@ from .ui_files import (
     read_upload,
     save_upload,
     write_csv,
+    write_digest,
     write_json,
 )
 from .ui_render import (
@@ -42,6 +44,7 @@ from .ui_render import (
     message,
     placeholder,
     result_cards,
+    timeline_view,
 )
 
 #: Questions offered under the question box, each answered by one of the bundled briefs.
@@ -209,14 +212,17 @@ class SearchApp:
             why = self.retriever.explain_empty(question, mode, filters)
             details = [f"Filters: {scope}"] if scope else []
             return message(_capitalized(f"no passage found: {why}."), "warning", details), "", payload
-        summary = f"{len(hits)} passage{'s' if len(hits) > 1 else ''} for “{question.strip()}” ({mode} search)"
+        summary = message(f"{len(hits)} passage{'s' if len(hits) > 1 else ''} for “{question.strip()}” ({mode} search)"
+                          + (f" · {scope}" if scope else ""))
+        # The digest is empty when no answer is found; the timeline shows the nearest passages all the same.
+        cards = (digest_view(question, payload["digest"]) + timeline_view(timeline(payload["hits"]))
+                 + result_cards(payload["hits"]))
         if not payload["answer_found"]:
             best = max(hit.confidence for hit in hits)
             notice = message(f"The briefs do not seem to answer this question (best confidence {best:.2f}). "
                              "The nearest passages are below.", "warning")
-            return notice + message(summary + (f" · {scope}" if scope else "")), result_cards(payload["hits"]), payload
-        cards = digest_view(question, payload["digest"]) + result_cards(payload["hits"])
-        return message(summary + (f" · {scope}" if scope else "")), cards, payload
+            return notice + summary, cards, payload
+        return summary, cards, payload
 
     def rerun(self, question: str | None, *controls: Any) -> tuple[Any, Any, Any]:
         """:meth:`search` again after an example, k or the mode changed; nothing happens before a question is typed."""
@@ -224,9 +230,9 @@ class SearchApp:
             return gr.skip(), gr.skip(), gr.skip()
         return self.search(question, *controls)
 
-    def fresh_panels(self) -> tuple[None, None, str, str]:
-        """Empty export files and note, and the brief reader's placeholder: what a new search leaves."""
-        return None, None, "", placeholder(BRIEF_PLACEHOLDER)
+    def fresh_panels(self) -> tuple[None, None, None, str, str]:
+        """Empty export files (JSON, CSV, Markdown) and note, and the brief reader's placeholder: what a new search leaves."""
+        return None, None, None, "", placeholder(BRIEF_PLACEHOLDER)
 
     def search_api(self, question: str, k: int, mode: str = DEFAULT_MODE) -> dict[str, Any]:
         """Answer ``question`` with the ``k`` best passages: ``{"question": ..., "hits": [...]}``, as ``rag ask --json``.
@@ -253,13 +259,22 @@ class SearchApp:
         """``open_brief`` for the rank sent by a card's "Open in brief" button."""
         return self.open_brief(payload, int(event._data.get("rank", 0)))
 
-    def export(self, payload: dict[str, Any] | None) -> tuple[str | None, str | None, str]:
-        """Write the current results as JSON and CSV; returns (JSON path, CSV path, note HTML)."""
+    def export(self, payload: dict[str, Any] | None) -> tuple[str | None, str | None, str | None, str]:
+        """Write the current results as JSON and CSV and their digest as Markdown.
+
+        Returns (JSON path, CSV path, Markdown path, note HTML); the Markdown path is ``None``
+        when the results have no digest (the briefs do not seem to answer the question).
+        """
         if not payload or not payload["hits"]:
-            return None, None, message("Nothing to export yet: run a search first.", "warning")
+            return None, None, None, message("Nothing to export yet: run a search first.", "warning")
         folder = Path(tempfile.mkdtemp(dir=self._exports.name))
-        note = message(f"Exported {len(payload['hits'])} results for “{payload['question'].strip()}”.")
-        return str(write_json(payload, folder)), str(write_csv(payload, folder)), note
+        note = f"Exported {len(payload['hits'])} results for “{payload['question'].strip()}”."
+        markdown = None
+        if payload["digest"]:
+            markdown = str(write_digest(payload, folder))
+        else:
+            note += " No digest to export as Markdown: the briefs do not seem to answer this question."
+        return str(write_json(payload, folder)), str(write_csv(payload, folder)), markdown, message(note)
 
     # -- corpus ----------------------------------------------------------------
 
@@ -388,13 +403,14 @@ def build_app(retriever: Retriever, *, read_only: bool = False) -> gr.Blocks:
                     date_from = gr.Textbox(label="Week from", placeholder="YYYY-MM-DD, e.g. 2018-01-01")
                     date_to = gr.Textbox(label="Week to", placeholder="YYYY-MM-DD, e.g. 2019-12-31")
             status = gr.HTML(elem_id="rag-status")
-            with gr.Accordion("Export these results as JSON and CSV", open=False):
+            with gr.Accordion("Export these results as JSON, CSV and a Markdown digest", open=False):
                 with gr.Row():
                     export_button = gr.Button("Export", size="sm", scale=0, min_width=140)
                     export_note = gr.HTML()
                 with gr.Row():
                     json_file = gr.File(label="JSON (the rag ask --json schema)", interactive=False, height=70)
                     csv_file = gr.File(label="CSV (one row per passage)", interactive=False, height=70)
+                    markdown_file = gr.File(label="Markdown (the evidence digest)", interactive=False, height=70)
             with gr.Row():
                 with gr.Column(scale=1):
                     results = gr.HTML(js_on_load=_RESULTS_JS, elem_id="rag-results")
@@ -421,7 +437,7 @@ def build_app(retriever: Retriever, *, read_only: bool = False) -> gr.Blocks:
         # question's exports and brief, so nothing on the page belongs to an older question.
         search_inputs = [question, k, mode, sources, date_from, date_to, categories, trends]
         search_outputs = [status, results, results_state]
-        stale = [json_file, csv_file, export_note, brief]
+        stale = [json_file, csv_file, markdown_file, export_note, brief]
         question.submit(
             app.search, inputs=search_inputs, outputs=search_outputs, api_name="search_page",
             api_visibility="private", concurrency_id="search",
@@ -432,7 +448,9 @@ def build_app(retriever: Retriever, *, read_only: bool = False) -> gr.Blocks:
         results.click(app.open_brief_event, [results_state], [brief], api_visibility="private").then(
             None, js=_SCROLL_JS, api_visibility="private"
         )
-        export_button.click(app.export, [results_state], [json_file, csv_file, export_note], api_visibility="private")
+        export_button.click(
+            app.export, [results_state], [json_file, csv_file, markdown_file, export_note], api_visibility="private"
+        )
         corpus_outputs = [corpus_note, corpus, sources, categories, trends]
         if not read_only:
             writer = {"concurrency_limit": 1, "concurrency_id": WRITER_CONCURRENCY_ID, "api_visibility": "private"}

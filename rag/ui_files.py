@@ -1,4 +1,4 @@
-"""Files the web app writes: result exports (JSON, CSV) and checked uploads into the corpus folder.
+"""Files the web app writes: result exports (JSON, CSV, the digest as Markdown) and checked uploads into the corpus folder.
 
 >>> safe_name("../../etc/Brief 12.txt")
 'Brief 12.txt'
@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from .config import DOCUMENT_SUFFIXES
+from .digest import digest_markdown
 from .errors import RagError
 
 #: Largest accepted upload, in bytes.
@@ -53,6 +54,16 @@ def write_csv(payload: Mapping[str, Any], folder: Path) -> Path:
             sentence = hit["sentence"]
             row = {**hit, "sentence_start": sentence["start"], "sentence_end": sentence["end"], "sentence": sentence["text"]}
             writer.writerow([payload["question"], *(row[column] for column in CSV_COLUMNS)])
+    return path
+
+
+def write_digest(payload: Mapping[str, Any], folder: Path) -> Path:
+    """Write the evidence digest of ``payload`` to ``folder/digest.md`` and return the path.
+
+    The text is the one "Copy digest as Markdown" gives: :func:`rag.digest.digest_markdown`.
+    """
+    path = folder / "digest.md"
+    path.write_text(digest_markdown(payload["question"], payload["digest"]), encoding="utf-8")
     return path
 
 

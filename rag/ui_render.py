@@ -1,4 +1,4 @@
-"""HTML for the web app: result cards, citations, the brief reader, the corpus table and messages.
+"""HTML for the web app: result cards, citations, the digest and timeline, the brief reader, the corpus table and messages.
 
 Pure functions over hit dictionaries (the ``Hit.to_dict()`` schema) and ``Document`` objects.
 Every piece of document or question text goes through :func:`html.escape` here, so a brief
@@ -65,6 +65,20 @@ CSS = """
 .rag-digest summary { font-weight: 700; cursor: pointer; }
 .rag-digest ol { margin: 0.5rem 0 0.6rem 1.2rem; padding: 0; line-height: 1.5; }
 .rag-digest-week { font-weight: 700; white-space: nowrap; }
+.rag-timeline { border: 1px solid var(--border-color-primary); border-radius: 10px; padding: 0.6rem 1.1rem;
+  margin-bottom: 0.9rem; background: var(--block-background-fill); }
+.rag-timeline summary { cursor: pointer; }
+.rag-timeline summary h3 { display: inline; margin: 0; font-size: 1rem; font-weight: 700; }
+.rag-timeline-weeks { list-style: none; margin: 0.6rem 0 0.3rem 0.4rem; padding: 0 0 0 1rem;
+  border-left: 2px solid var(--border-color-primary); }
+.rag-timeline-week { position: relative; margin-bottom: 0.8rem; }
+.rag-timeline-week::before { content: ""; position: absolute; left: -1.38rem; top: 0.35rem; width: 0.6rem; height: 0.6rem;
+  border-radius: 50%; background: var(--color-accent); }
+.rag-timeline-week h4 { margin: 0; font-size: 0.95rem; font-weight: 700; }
+.rag-timeline-count { display: flex; align-items: center; gap: 0.5rem; margin: 0.2rem 0; font-size: 0.82rem; }
+.rag-timeline-bar { display: inline-block; height: 0.55rem; border-radius: 3px; background: var(--color-accent); }
+.rag-timeline-briefs { list-style: none; margin: 0.2rem 0 0; padding: 0; line-height: 1.45; font-size: 0.9rem; }
+.rag-timeline-briefs p { display: block; margin: 0.25rem 0 0.4rem; }
 .rag-placeholder { color: var(--body-text-color-subdued); font-style: italic; }
 .rag-corpus { width: 100%; border-collapse: collapse; border: none; font-size: 0.9rem; }
 .rag-corpus th, .rag-corpus td { text-align: left; padding: 0.35rem 0.6rem; border: none;
@@ -145,6 +159,10 @@ def result_card(hit: Mapping[str, Any]) -> str:
     )
 
 
+def _count(number: int, noun: str) -> str:
+    return f"{number} {noun}{'' if number == 1 else 's'}"
+
+
 def digest_view(question: str, entries: Sequence[Mapping[str, Any]]) -> str:
     """The evidence digest above the cards: collapsible, one cited quote per line, oldest brief first,
     with a button that copies it as Markdown (empty when there is no digest)."""
@@ -157,11 +175,43 @@ def digest_view(question: str, entries: Sequence[Mapping[str, Any]]) -> str:
         f'<code>{escape(entry["source"])}</code>, chars {entry["sentence"]["start"]}–{entry["sentence"]["end"]}</span></li>'
         for entry in entries
     )
-    count = f"{len(entries)} quote{'s' if len(entries) > 1 else ''}"
     return (
-        f'<details class="rag-digest" open><summary>Evidence digest: {count}, oldest brief first</summary>'
+        f'<details class="rag-digest" open><summary>Evidence digest: {_count(len(entries), "quote")}, oldest brief first</summary>'
         f'<ol>{items}</ol><pre class="rag-digest-markdown" hidden>{escape(digest_markdown(question, entries))}</pre>'
         '<div class="rag-actions"><button type="button" class="rag-copy">Copy digest as Markdown</button></div></details>'
+    )
+
+
+def _timeline_week(entry: Mapping[str, Any], busiest: int) -> str:
+    """One week of the timeline: heading, a bar as long as its share of the busiest week's hits, its briefs."""
+    label = week_label(entry["week_start"], entry["week_end"]) if entry["week_start"] else "undated"
+    briefs = "".join(
+        f'<li><p><strong>{escape(brief["title"])}</strong> · '
+        + _metadata_line((f"trend: {brief['trend']}" if brief["trend"] else None, _count(brief["hits"], "passage"),
+                          f"best #{int(brief['best']['rank'])}"))
+        + f'</p><p class="rag-citation">{escape(citation(brief["best"]))}</p></li>'
+        for brief in entry["briefs"]
+    )
+    return (
+        f'<li class="rag-timeline-week"><h4>{escape(label)}</h4>'
+        f'<p class="rag-timeline-count"><span class="rag-timeline-bar" style="width: {12 * entry["hits"] / busiest:.2f}rem" '
+        f'aria-hidden="true"></span>{_count(entry["hits"], "passage")}</p>'
+        f'<ul class="rag-timeline-briefs">{briefs}</ul></li>'
+    )
+
+
+def timeline_view(weeks: Sequence[Mapping[str, Any]]) -> str:
+    """The hits by brief week (:func:`rag.digest.timeline`) as a collapsible vertical timeline,
+    oldest week first: each week's passage count (a bar and in words) and each brief's best quote
+    with its citation (empty when there are no hits)."""
+    if not weeks:
+        return ""
+    busiest = max(int(entry["hits"]) for entry in weeks)
+    total = sum(int(entry["hits"]) for entry in weeks)
+    return (
+        f'<details class="rag-timeline"><summary><h3>Timeline: {_count(total, "passage")} in '
+        f'{_count(len(weeks), "week")}, oldest first</h3></summary>'
+        f'<ol class="rag-timeline-weeks">{"".join(_timeline_week(entry, busiest) for entry in weeks)}</ol></details>'
     )
 
 

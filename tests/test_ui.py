@@ -11,10 +11,11 @@ from pathlib import Path
 import gradio as gr
 import pytest
 
+from rag.digest import digest_markdown, timeline
 from rag.retrieval import Retriever, results_payload
 from rag.ui import SearchApp
 from rag.ui_files import CSV_COLUMNS, MAX_UPLOAD_BYTES, UploadError, save_upload
-from rag.ui_render import PASSAGE_ANCHOR, citation
+from rag.ui_render import PASSAGE_ANCHOR, citation, timeline_view
 
 CHINA = "003_d66b08127121952b.txt"
 CHINA_TITLE = "Sino-Belarusian military-industrial cooperation is likely to widen"
@@ -121,9 +122,9 @@ def test_open_brief_shows_the_whole_body_with_the_passage_anchored(app: SearchAp
     assert "no result #9" in app.open_brief(payload, 9)
 
 
-def test_export_writes_the_cli_json_schema_and_csv(app: SearchApp, seeds_copy: Path) -> None:
-    _, _, payload = search(app, k=4)
-    json_path, csv_path, note = app.export(payload)
+def test_export_writes_the_cli_json_schema_csv_and_the_digest_as_markdown(app: SearchApp, seeds_copy: Path) -> None:
+    _, cards, payload = search(app, k=4)
+    json_path, csv_path, markdown_path, note = app.export(payload)
     exported = json.loads(Path(json_path).read_text(encoding="utf-8"))
     assert exported == payload and set(exported) == {"question", "answer_found", "digest", "hits"}
     for hit in exported["hits"]:
@@ -137,7 +138,18 @@ def test_export_writes_the_cli_json_schema_and_csv(app: SearchApp, seeds_copy: P
     assert {row["question"] for row in rows} == {QUESTION}
     assert rows[0]["source"] == CHINA and rows[0]["sentence"] == payload["hits"][0]["sentence"]["text"]
     assert int(rows[0]["sentence_start"]) == payload["hits"][0]["sentence"]["start"]
-    assert app.export(None)[:2] == (None, None) and "run a search first" in app.export(None)[2]
+    markdown = Path(markdown_path).read_text(encoding="utf-8")
+    assert Path(markdown_path).name == "digest.md" and markdown == digest_markdown(QUESTION, payload["digest"])
+    copied = unescape(re.search(r'<pre class="rag-digest-markdown" hidden>(.*?)</pre>', cards, re.S).group(1))
+    assert markdown == copied  # the file holds what "Copy digest as Markdown" copies
+    assert markdown.startswith(f"**{QUESTION}**") and markdown.count("\n- **") == len(payload["digest"]) > 0
+    assert app.export(None)[:3] == (None, None, None) and "run a search first" in app.export(None)[3]
+
+
+def test_export_without_a_digest_gives_no_markdown_file(app: SearchApp) -> None:
+    _, _, payload = search(app, "What is the population of Minsk?")
+    json_path, csv_path, markdown_path, note = app.export(payload)
+    assert json_path and csv_path and markdown_path is None and "No digest to export" in note
 
 
 @pytest.mark.parametrize(
@@ -277,16 +289,16 @@ def test_a_served_app_with_logins_refuses_anonymous_api_calls(seeds_retriever: R
 def test_exports_are_temporary(app: SearchApp, seeds_retriever: Retriever) -> None:
     own = SearchApp(seeds_retriever)
     _, _, payload = search(own)
-    json_path, csv_path, _ = own.export(payload)
-    assert json_path and Path(json_path).is_file()
+    json_path, csv_path, markdown_path, _ = own.export(payload)
+    assert json_path and Path(json_path).is_file() and markdown_path and Path(markdown_path).is_file()
     own.close()
-    assert not Path(json_path).exists() and not Path(json_path).parent.parent.exists()
+    assert not Path(json_path).exists() and not Path(markdown_path).exists() and not Path(json_path).parent.parent.exists()
 
 
 def test_the_digest_leads_the_cards_and_copies_as_markdown(app: SearchApp) -> None:
     status, cards, payload = search(app)
     assert payload["answer_found"] and payload["digest"]
-    head = cards.split('<div class="rag-cards">')[0]
+    head = cards.split('<details class="rag-timeline">')[0]
     assert head.startswith('<details class="rag-digest" open>') and "oldest brief first" in head
     weeks = [entry["week_start"] for entry in payload["digest"]]
     assert weeks == sorted(weeks) and head.count("<li>") == len(payload["digest"])
@@ -299,7 +311,7 @@ def test_the_digest_leads_the_cards_and_copies_as_markdown(app: SearchApp) -> No
 def test_a_new_search_leaves_no_older_panels_and_waits_for_a_question(app: SearchApp) -> None:
     from rag.ui import BRIEF_PLACEHOLDER
 
-    assert app.fresh_panels() == (None, None, "", f'<p class="rag-placeholder">{escape(BRIEF_PLACEHOLDER)}</p>')
+    assert app.fresh_panels() == (None, None, None, "", f'<p class="rag-placeholder">{escape(BRIEF_PLACEHOLDER)}</p>')
     assert all(isinstance(output, type(gr.skip())) for output in app.rerun("  ", 5, "dense"))
     status, cards, payload = app.rerun(QUESTION, 2, "dense")
     assert payload["question"] == QUESTION and len(payload["hits"]) == 2 and "dense search" in status
@@ -311,6 +323,12 @@ def test_examples_k_and_mode_rerun_the_search_and_clear_old_panels(seeds_retriev
     demo = build_app(seeds_retriever)
     names = [getattr(dep.fn, "__name__", "") for dep in demo.fns.values()]
     assert names.count("rerun") == 3 and names.count("fresh_panels") == 4 and names.count("search") == 1
+    # Every export file (JSON, CSV, Markdown) is among what each new search clears.
+    exports = {block._id for block in demo.blocks.values() if isinstance(block, gr.File) and block.interactive is False}
+    assert len(exports) == 3
+    for dep in demo.fns.values():
+        if getattr(dep.fn, "__name__", "") in ("fresh_panels", "export"):
+            assert exports <= {block._id for block in dep.outputs}
 
 
 def test_rescan_picks_up_dropped_files_and_remove_deletes_only_indexed_documents(own_app: SearchApp, tmp_path: Path) -> None:
@@ -330,3 +348,34 @@ def test_rescan_picks_up_dropped_files_and_remove_deletes_only_indexed_documents
     assert all(hit.source != "dropped.md" for hit in own_app.retriever.search("Pantsir radars Oryol", k=3))
     assert {choice[1] for choice in own_app.removable().choices} == {p.name for p in corpus.iterdir()}
     assert "cannot be removed" in SearchApp(own_app.retriever, read_only=True).remove(CHINA)[0]
+
+
+def test_the_timeline_groups_the_hits_by_week_between_digest_and_cards(app: SearchApp) -> None:
+    _, cards, payload = search(app)
+    digest_end, timeline_start = cards.index("</details>"), cards.index('<details class="rag-timeline">')
+    assert digest_end < timeline_start < cards.index('<div class="rag-cards">')
+    part = cards[timeline_start : cards.index('<div class="rag-cards">')]
+    weeks = timeline(payload["hits"])
+    assert len(weeks) > 1 and part == timeline_view(weeks)
+    headings = re.findall(r"<h4>(.*?)</h4>", part)
+    assert headings == [f"{w['week_start']}–{w['week_end']}" for w in weeks] and headings == sorted(headings)
+    assert f"Timeline: 5 passages in {len(weeks)} weeks" in part
+    assert escape(citation(payload["hits"][0])) in part  # the best hit's quote, cited
+    _, cards, payload = search(app, "What is the population of Minsk?")
+    assert not payload["answer_found"] and "rag-digest" not in cards and '<details class="rag-timeline">' in cards
+
+
+def test_timeline_view_escapes_text_names_undated_weeks_and_counts_in_words() -> None:
+    def evil_hit(rank: int, week_start: str | None, source: str) -> dict:
+        return {"rank": rank, "source": source, "title": f"{EVIL} title", "trend": f"{EVIL}trend",
+                "week_start": week_start, "week_end": week_start and f"{week_start}{EVIL}",
+                "sentence": {"text": f"{EVIL} quote", "start": 3, "end": 9}}
+
+    html = timeline_view(timeline([evil_hit(1, None, f"{EVIL}.txt"), evil_hit(2, "2019-01-07", "a.txt"),
+                                   evil_hit(3, "2019-01-07", "a.txt")]))
+    assert "<script>" not in html and html.count(escape(EVIL)) > 6
+    assert re.findall(r"<h4>(.*?)</h4>", html) == [f"2019-01-07–2019-01-07{escape(EVIL)}", "undated"]
+    assert "Timeline: 3 passages in 2 weeks" in html and "2 passages" in html and "1 passage<" in html
+    assert re.findall(r'style="width: ([\d.]+)rem"', html) == ["12.00", "6.00"]  # the busiest week has the longest bar
+    assert 'aria-hidden="true"' in html and "trend: " in html and "best #2" in html
+    assert timeline_view([]) == ""

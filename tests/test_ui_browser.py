@@ -9,6 +9,7 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import urljoin
 
 import pytest
 
@@ -177,18 +178,58 @@ def test_filters_explain_an_empty_result_and_refuse_a_reversed_range(page: Any) 
     expect(page.locator("#rag-status")).to_contain_text("reversed")
 
 
-def test_export_gives_files_that_a_new_search_clears(page: Any) -> None:
+def download(page: Any, name: str) -> str:
+    """The text of the export file ``name`` the page links to."""
+    href = page.locator(f'a[href$="/{name}"]').get_attribute("href")
+    return page.request.get(urljoin(page.url, href)).text()
+
+
+def test_export_gives_files_that_a_new_search_or_an_error_clears(page: Any) -> None:
     from playwright.sync_api import expect
 
+    exports = ("results.json", "results.csv", "digest.md")
     ask(page, "Roketsan")
     expect(page.locator("#rag-results .rag-card").first).to_be_visible()
-    page.get_by_text("Export these results as JSON and CSV").click()
-    page.get_by_role("button", name="Export", exact=True).click()
-    expect(page.locator('a[href$="/results.json"]')).to_be_visible()
-    expect(page.locator('a[href$="/results.csv"]')).to_be_visible()
+    page.get_by_text("Export these results as JSON, CSV and a Markdown digest").click()
+    export = page.get_by_role("button", name="Export", exact=True)
+    export.click()
+    for name in exports:
+        expect(page.locator(f'a[href$="/{name}"]')).to_be_visible()
+    copied = page.locator("#rag-results .rag-digest-markdown").text_content()
+    assert download(page, "digest.md") == copied and copied.startswith("**Roketsan** — evidence from the briefs")
     ask(page, "Polonaise")
     expect(page.locator("#rag-status")).to_contain_text("Polonaise")
-    expect(page.locator('a[href$="/results.json"]')).to_have_count(0)
+    for name in exports:
+        expect(page.locator(f'a[href$="/{name}"]')).to_have_count(0)
+    export.click()
+    expect(page.locator('a[href$="/digest.md"]')).to_be_visible()
+    markdown = download(page, "digest.md")  # the new question's digest replaces the old one
+    assert markdown.startswith("**Polonaise**") and "Roketsan" not in markdown.splitlines()[0]
+    assert markdown == page.locator("#rag-results .rag-digest-markdown").text_content()
+    ask(page, "")
+    expect(page.locator("#rag-status")).to_contain_text("The question is empty")
+    expect(page.locator('a[href$="/digest.md"]')).to_have_count(0)
+
+
+def test_timeline_shows_the_weeks_of_the_hits_oldest_first(page: Any) -> None:
+    from playwright.sync_api import expect
+
+    ARTIFACTS.mkdir(exist_ok=True)
+    ask(page, "Roketsan")
+    timeline = page.locator("#rag-results details.rag-timeline")
+    expect(timeline.locator("summary")).to_contain_text("Timeline: 5 passages in 3 weeks, oldest first")
+    weeks = timeline.locator("h4")
+    expect(weeks.first).to_be_hidden()  # collapsed until asked for
+    timeline.locator("summary").click()
+    expect(weeks.first).to_be_visible()
+    headings = weeks.all_inner_texts()
+    assert [heading[:10] for heading in headings] == ["2017-09-11", "2018-06-11", "2019-04-15"]
+    busiest = timeline.locator(".rag-timeline-week").nth(2)
+    expect(busiest).to_contain_text("3 passages")
+    expect(busiest.locator(".rag-citation").first).to_contain_text(f"(week {headings[2]})")
+    bars = [bar.bounding_box()["width"] for bar in timeline.locator(".rag-timeline-bar").all()]
+    assert bars[0] == bars[1] < bars[2]  # the bar grows with the week's passages
+    timeline.screenshot(path=ARTIFACTS / "timeline.png")
 
 
 def test_upload_indexes_a_brief_the_next_search_finds(own_page: Any, tmp_path: Path) -> None:
