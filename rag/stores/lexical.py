@@ -196,6 +196,10 @@ class LexicalSegment:
         return np.asarray(self.rows[start:end]), np.asarray(self.counts[start:end])
 
 
+#: Terms whose live document frequency a :class:`Bm25` remembers before it starts afresh.
+_FREQUENCY_CACHE = 100_000
+
+
 class Bm25:
     """BM25 search over the live rows of several segments, with their joint statistics.
 
@@ -208,6 +212,7 @@ class Bm25:
         self._documents = sum(int(live.sum()) for _, live in self._parts)
         total = sum(float(np.asarray(segment.lengths)[live].sum(dtype=np.float64)) for segment, live in self._parts)
         self._average_length = total / self._documents if self._documents else 1.0
+        self._frequencies: dict[str, int] = {}  # live document frequency by term (the parts never change)
 
     def __len__(self) -> int:
         return self._documents
@@ -220,9 +225,18 @@ class Bm25:
             found.append((rows[keep], counts[keep]))
         return found
 
+    def _frequency(self, term: str) -> int:
+        """How many live texts hold ``term`` (remembered: sentence scoring asks for the same terms again)."""
+        frequency = self._frequencies.get(term)
+        if frequency is None:
+            if len(self._frequencies) >= _FREQUENCY_CACHE:
+                self._frequencies.clear()
+            frequency = self._frequencies[term] = sum(len(rows) for rows, _ in self._live_postings(term))
+        return frequency
+
     def idf(self, term: str) -> float:
         """BM25's inverse document frequency of a stemmed term over the live texts (0 when absent)."""
-        frequency = sum(len(rows) for rows, _ in self._live_postings(term))
+        frequency = self._frequency(term)
         return self._idf(frequency) if frequency else 0.0
 
     def _idf(self, frequency: int) -> float:
@@ -234,7 +248,7 @@ class Bm25:
         query_terms = set(terms(query))
         if not query_terms or not self._documents:
             return 0.0
-        return sum(any(len(rows) for rows, _ in self._live_postings(term)) for term in query_terms) / len(query_terms)
+        return sum(self._frequency(term) > 0 for term in query_terms) / len(query_terms)
 
     def search(self, query: str, k: int, allowed: Collection[int] | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Top ``k`` (scores, ids) with a positive BM25 score, best first.

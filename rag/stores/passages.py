@@ -109,15 +109,17 @@ def quantize(vectors: np.ndarray) -> np.ndarray:
     return np.round(vectors * (127.0 / np.where(peak > 0, peak, 1.0))).astype(np.int8)
 
 
-def dequantize(blob: bytes) -> np.ndarray:
-    """The unit vector in the direction of an int8 row written by :func:`quantize`.
+def dequantize(blobs: Sequence[bytes]) -> np.ndarray:
+    """The unit vectors in the directions of int8 rows written by :func:`quantize` (one row each).
 
-    >>> [round(x, 3) for x in dequantize(bytes([3, 0, 252])).tolist()]  # (3, 0, -4) / 5
-    [0.6, 0.0, -0.8]
+    >>> dequantize([bytes([3, 0, 252]), bytes([0, 0, 0])]).astype(float).round(3).tolist()  # (3, 0, -4) / 5
+    [[0.6, 0.0, -0.8], [0.0, 0.0, 0.0]]
     """
-    vector = np.frombuffer(blob, dtype=np.int8).astype(np.float32)
-    norm = float(np.linalg.norm(vector))
-    return vector / norm if norm else vector
+    if not blobs:
+        return np.zeros((0, 0), dtype=np.float32)
+    vectors = np.frombuffer(b"".join(blobs), dtype=np.int8).reshape(len(blobs), -1).astype(np.float32)
+    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+    return vectors / np.where(norms > 0, norms, 1.0)
 
 
 class PassageStore:
@@ -236,7 +238,9 @@ class PassageStore:
                 "JOIN sentences s ON s.source = k.column1 AND s.start = k.column2 AND s.end = k.column3",
                 [value for key in batch for value in key],
             )
-            found.update(((source, start, end), dequantize(v) if v is not None else None) for source, start, end, v in rows)
+            stored = [row for row in rows if row[3] is not None]
+            found.update(((source, start, end), None) for source, start, end, v in rows if v is None)
+            found.update(zip(((source, start, end) for source, start, end, _ in stored), dequantize([row[3] for row in stored])))
         return found
 
     def filtered_ids(self, filters: Filters) -> list[int]:
