@@ -15,6 +15,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 
 from .config import SEARCH_MODES, benchmark_settings
+from .embedding import PASSAGE_BACKENDS
 from .errors import RagError
 from .evaluate import BeirReport, evaluate_beir, load_beir, open_beir
 
@@ -25,19 +26,24 @@ _COLUMNS = ("ndcg@10", "recall@10", "recall@100", "mrr@10")
 
 
 def run(
-    datasets: Iterable[Path], modes: Sequence[str] = SEARCH_MODES, split: str = "test", encoder: str = "index"
+    datasets: Iterable[Path],
+    modes: Sequence[str] = SEARCH_MODES,
+    split: str = "test",
+    encoder: str = "index",
+    passage_backend: str | None = None,
 ) -> Iterator[BeirReport]:
     """Evaluate every mode on every dataset's split, one report at a time.
 
     ``encoder`` is ``index`` (the question encoder the index names, ONNX by default) or
-    ``sentence-transformers`` (the model itself, to compare the two).
+    ``sentence-transformers`` (the model itself, to compare the two). ``passage_backend``
+    embeds passages with another backend, into an index folder of its own.
     """
     from .embedding import MODEL_BACKEND, passage_embedder
 
     for root in datasets:
         dataset = load_beir(root, split)
         forced = passage_embedder(benchmark_settings().model, MODEL_BACKEND) if encoder == "sentence-transformers" else None
-        retriever = open_beir(root, progress=sys.stderr.isatty(), encoder=forced)
+        retriever = open_beir(root, progress=sys.stderr.isatty(), encoder=forced, passage_backend=passage_backend)
         for message in retriever.report.messages():
             print(f"bench: {dataset.name}: {message}", file=sys.stderr)
         for mode in modes:
@@ -71,9 +77,13 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="only this mode (repeatable; default: all)")
     parser.add_argument("--question-encoder", choices=("index", "sentence-transformers"), default="index",
                         help="encode questions as the index says (ONNX) or with sentence-transformers (default: index)")
+    parser.add_argument("--passage-embedder", choices=PASSAGE_BACKENDS, metavar="BACKEND",
+                        help=f"embed passages with this backend ({', '.join(PASSAGE_BACKENDS)}) into "
+                             "benchmarks-index/<dataset>-<backend> (default: the default backend, benchmarks-index/<dataset>)")
     args = parser.parse_args(argv)
     try:
-        sys.stdout.write(markdown(run(args.datasets, args.modes or SEARCH_MODES, args.split, args.question_encoder)))
+        reports = run(args.datasets, args.modes or SEARCH_MODES, args.split, args.question_encoder, args.passage_embedder)
+        sys.stdout.write(markdown(reports))
     except RagError as error:
         print(f"bench: error: {error}", file=sys.stderr)
         return 1

@@ -230,17 +230,33 @@ def beir_index_dir(root: Path) -> Path:
 
 
 def open_beir(
-    root: str | Path, index_dir: Path | None = None, *, progress: bool = False, encoder: QuestionEncoder | None = None
+    root: str | Path,
+    index_dir: Path | None = None,
+    *,
+    progress: bool = False,
+    encoder: QuestionEncoder | None = None,
+    passage_backend: str | None = None,
 ) -> Retriever:
     """A ``Retriever`` over a BEIR corpus, its index built with the benchmark settings on first use.
 
-    ``encoder`` replaces the question encoder the index names (to compare backends).
+    ``encoder`` replaces the question encoder the index names (to compare backends);
+    ``passage_backend`` (one of ``embedding.PASSAGE_BACKENDS``) embeds the passages another way,
+    into its own default folder (``benchmarks-index/<name>-<backend>``).
     """
+    import functools
+
+    from .embedding import passage_embedder
     from .retrieval import Retriever
 
     root = Path(root)
     folder = index_dir if index_dir is not None else beir_index_dir(root)
-    return Retriever.open(BeirCorpus(root), folder, settings=benchmark_settings(), progress=progress, encoder=encoder)
+    embed = None
+    if passage_backend is not None:
+        embed = functools.partial(passage_embedder, benchmark_settings().model, passage_backend)
+        folder = folder if index_dir is not None else folder.with_name(f"{folder.name}-{passage_backend}")
+    return Retriever.open(
+        BeirCorpus(root), folder, settings=benchmark_settings(), progress=progress, encoder=encoder, embed=embed
+    )
 
 
 def _batches(items: Sequence[str], size: int) -> Iterator[Sequence[str]]:
