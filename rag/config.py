@@ -20,6 +20,25 @@ MODEL_ENV = "RAG_MODEL"
 DEFAULT_INDEX_TYPE = "auto"
 INDEX_TYPES = ("auto", "flat", "hnsw", "ivf")
 
+#: Where new segments keep their vectors: FAISS files in the segment folder, or Qdrant (embedded
+#: storage in the segment folder, or a server; see ``rag.stores.qdrant_store``). ``rag index --store``
+#: chooses; the choice is recorded in each segment's vector params, kept by later updates, and a
+#: change rebuilds the index.
+STORES = ("faiss", "qdrant")
+DEFAULT_STORE = "faiss"
+#: Qdrant server URL used by ``rag index --store qdrant`` when ``--qdrant-url`` is not given
+#: (neither: Qdrant's embedded local mode).
+QDRANT_URL_ENV = "QDRANT_URL"
+#: API key sent to the Qdrant server; read when a store is opened, never recorded in the manifest.
+QDRANT_API_KEY_ENV = "QDRANT_API_KEY"
+#: Prefix of each segment's collection name on a Qdrant server (the segment folder's name follows).
+QDRANT_PREFIX_ENV = "RAG_QDRANT_PREFIX"
+DEFAULT_QDRANT_PREFIX = "rag-"
+#: Collection creation settings on a Qdrant server: shards per collection and copies of each
+#: shard (unset: the server's defaults, 1 and 1).
+QDRANT_SHARDS_ENV = "RAG_QDRANT_SHARDS"
+QDRANT_REPLICATION_ENV = "RAG_QDRANT_REPLICATION"
+
 DEFAULT_K = 5
 MAX_K = 100
 #: Longest question accepted, in characters.
@@ -84,6 +103,38 @@ class IndexSettings:
 
 
 @dataclass(frozen=True)
+class StoreSettings:
+    """Where new segments keep their vectors (see :data:`STORES`).
+
+    ``url`` names a Qdrant server (``None``: Qdrant's embedded local mode); ``collection_prefix``,
+    ``shard_number`` and ``replication_factor`` apply to the collections created on that server
+    (``None``: the server's default).
+    """
+
+    backend: str = DEFAULT_STORE
+    url: str | None = None
+    collection_prefix: str = DEFAULT_QDRANT_PREFIX
+    shard_number: int | None = None
+    replication_factor: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.backend not in STORES:
+            raise ValueError(f"vector store {self.backend!r} is not one of {', '.join(STORES)}")
+        if self.backend != "qdrant" and self.url is not None:
+            raise ValueError("a server URL is for the qdrant store only")
+        for name in ("shard_number", "replication_factor"):
+            value = getattr(self, name)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+                raise ValueError(f"{name} must be a positive whole number, got {value!r}")
+
+    def describe(self) -> str:
+        """A short name for messages: ``faiss``, ``qdrant (local)`` or ``qdrant (URL)``."""
+        if self.backend != "qdrant":
+            return self.backend
+        return f"qdrant ({self.url or 'local'})"
+
+
+@dataclass(frozen=True)
 class FusionSettings:
     """How lexical and dense rankings are fused in hybrid mode.
 
@@ -114,3 +165,29 @@ def benchmark_settings() -> IndexSettings:
 def model_setting() -> str:
     """The model to use: ``$RAG_MODEL`` when set, else the bundled all-MiniLM-L6-v2."""
     return os.environ.get(MODEL_ENV, BUNDLED_MODEL)
+
+
+def store_settings(backend: str = DEFAULT_STORE, url: str | None = None) -> StoreSettings:
+    """Store settings for ``backend``; a Qdrant store takes the rest from the environment.
+
+    ``url`` falls back to ``$QDRANT_URL``; the prefix, shards and replication come from
+    ``$RAG_QDRANT_PREFIX``, ``$RAG_QDRANT_SHARDS`` and ``$RAG_QDRANT_REPLICATION``.
+    Raises ``ValueError`` for an unknown backend or a malformed setting.
+    """
+    if backend != "qdrant":
+        return StoreSettings(backend, url)
+
+    def count(name: str) -> int | None:
+        value = os.environ.get(name, "").strip()
+        try:
+            return int(value) if value else None
+        except ValueError:
+            raise ValueError(f"${name} must be a positive whole number, got {value!r}") from None
+
+    return StoreSettings(
+        backend,
+        url or os.environ.get(QDRANT_URL_ENV) or None,
+        os.environ.get(QDRANT_PREFIX_ENV) or DEFAULT_QDRANT_PREFIX,
+        count(QDRANT_SHARDS_ENV),
+        count(QDRANT_REPLICATION_ENV),
+    )

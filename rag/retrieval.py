@@ -520,7 +520,7 @@ class Retriever:
             allowed = set(index.passages.filtered_ids(filters))
             if not allowed:
                 return []
-        ranked = self._rank(index, question, query_vector, mode, max(self.fusion.candidates, 4 * k), allowed)
+        ranked = self._rank(index, question, query_vector, mode, max(self.fusion.candidates, 4 * k), allowed, filters)
         if self.reranker is not None:
             ranked = self._rerank(index, question, ranked[: max(4 * k, 20)])
         records = index.passages.passages([passage_id for passage_id, _ in ranked[: 8 * k + 20]])
@@ -557,11 +557,14 @@ class Retriever:
         mode: str,
         candidates: int,
         allowed: set[int] | None,
+        filters: Filters | None,
     ) -> list[tuple[int, float]]:
+        """The candidates of one question by the mode's lists, fused; ``allowed`` holds the ids ``filters`` select
+        (a vector store that keeps the passages' metadata applies ``filters`` itself)."""
         dense: dict[int, float] = {}
         lexical: dict[int, float] = {}
         if mode in ("dense", "hybrid"):
-            scores, ids = index.vectors.search(query_vector[None, :], candidates, allowed)
+            scores, ids = index.vectors.search(query_vector[None, :], candidates, allowed, filters)
             dense = {int(i): float(s) for s, i in zip(scores[0], ids[0]) if i >= 0}
         if mode in ("bm25", "hybrid"):
             scores, ids = index.lexical.search(question, candidates, allowed)

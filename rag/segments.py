@@ -24,13 +24,16 @@ from typing import Any
 import numpy as np
 
 from .chunking import Chunk
+from .config import StoreSettings
 from .documents import Document, Span
 from .sources import SourceTable
-from .stores.base import VectorStore
+from .stores.base import PAYLOAD_FIELDS, VectorStore
 from .stores.lexical import Bm25, LexicalSegment
 from .stores.passages import Filters, PassageRecord, PassageStore
-from .stores.vectors import create_vector_store, load_vector_store, store_files
+from .stores.vectors import create_vector_store, load_vector_store, store_files, store_settings
 
+#: The vector store's path in a segment folder; a backend may keep its data under names derived
+#: from it (Qdrant: ``vectors.qdrant/`` or ``vectors.qdrant.json``; see ``store_files``).
 VECTORS_FILE = "vectors.faiss"
 PASSAGES_FILE = "passages.sqlite"
 LEXICAL_DIR = "lexical"
@@ -45,6 +48,17 @@ def search_text(kind: str, title: str, text: str) -> str:
 def document_text(doc: Document) -> str:
     """The text BM25-indexed for a whole document: title and body."""
     return search_text(doc.kind, doc.title, doc.text[doc.body[0][0] : doc.body[-1][1]])
+
+
+def payload(doc: Mapping[str, Any] | Document) -> dict[str, Any]:
+    """The metadata a passage's vector carries for filtering: its document's source, weeks,
+    category and trend (those it has), as ``Filters`` name them.
+
+    >>> payload({"source": "a.txt", "week_start": "2019-04-15", "category": None, "trend": "better"})
+    {'source': 'a.txt', 'week_start': '2019-04-15', 'trend': 'better'}
+    """
+    values = doc if isinstance(doc, Mapping) else vars(doc)
+    return {key: values[key] for key in PAYLOAD_FIELDS if values.get(key) is not None}
 
 
 def live_mask(ids: np.ndarray, ranges: Iterable[tuple[int, int]] | np.ndarray) -> np.ndarray:
@@ -78,6 +92,11 @@ class SegmentEntry:
         if not isinstance(entry.vectors, dict):
             raise TypeError("a segment entry's vector params are not an object")
         return entry
+
+
+def segments_store(entries: Iterable[SegmentEntry]) -> StoreSettings:
+    """Where an index's segments keep their vectors, read from their params (the default when there is none)."""
+    return next((store_settings(entry.vectors) for entry in entries), StoreSettings())
 
 
 def segment_files(folder: Path, entry: SegmentEntry) -> list[Path]:
@@ -116,13 +135,19 @@ class Segment:
 
 @dataclass
 class SegmentWriter:
-    """Writes one new segment into an empty ``folder``: new documents, and live rows copied from old segments."""
+    """Writes one new segment into an empty ``folder``: new documents, and live rows copied from old segments.
+
+    ``index_type`` and ``store`` choose the vector store (see ``rag.stores.vectors.configure``);
+    each vector is added with its document's metadata as payload (see :func:`payload`).
+    """
 
     folder: Path
     dimension: int
     index_type: str = "auto"
+    store: StoreSettings = StoreSettings()
     _ids: list[np.ndarray] = field(default_factory=list)
     _vectors: list[np.ndarray] = field(default_factory=list)
+    _payloads: list[dict[str, Any]] = field(default_factory=list)
     _new_ids: list[int] = field(default_factory=list)
     _new_texts: list[str] = field(default_factory=list)
     _new_document_ids: list[int] = field(default_factory=list)
@@ -147,6 +172,7 @@ class SegmentWriter:
         self._passages.add_document(doc, fingerprint, chunks, ids.tolist(), sentences, sentence_vectors)
         self._ids.append(np.asarray(ids, dtype=np.int64))
         self._vectors.append(np.asarray(chunk_vectors, dtype=np.float32))
+        self._payloads.extend([payload(doc)] * len(ids))
         self._new_ids.extend(ids.tolist())
         self._new_texts.extend(search_text(doc.kind, doc.title, chunk.text) for chunk in chunks)
         if len(ids):
@@ -161,6 +187,9 @@ class SegmentWriter:
         ids = np.asarray(segment.lexical.ids)[keep]
         self._ids.append(ids)
         self._vectors.append(segment.vectors.vectors(ids.tolist()) if len(ids) else np.zeros((0, self.dimension), np.float32))
+        documents_of = {row["source"]: payload(row) for row in segment.passages.documents()}
+        for source, (_, count) in sorted(sources.items(), key=lambda item: item[1][0]):  # the ids' order
+            self._payloads.extend([documents_of[source]] * count)
         self._copied.append((segment, keep, documents))
 
     def finish(self) -> SegmentEntry:
@@ -168,11 +197,13 @@ class SegmentWriter:
         self._passages.close()
         ids = np.concatenate(self._ids) if self._ids else np.zeros(0, dtype=np.int64)
         vectors = np.vstack(self._vectors) if self._vectors else np.zeros((0, self.dimension), dtype=np.float32)
+        if len(self._payloads) != len(ids):
+            raise ValueError(f"segment {self.folder.name}: {len(self._payloads)} payloads for {len(ids)} vectors")
         order = np.argsort(ids, kind="stable")
-        ids, vectors = ids[order], vectors[order]
-        store = create_vector_store(self.dimension, len(ids), self.index_type, training=vectors)
+        ids, vectors, payloads = ids[order], vectors[order], [self._payloads[i] for i in order.tolist()]
+        store = create_vector_store(self.dimension, len(ids), self.index_type, training=vectors, store=self.store)
         if len(ids):
-            store.add(ids, vectors)
+            store.add(ids, vectors, payloads)
         store.save(self.folder / VECTORS_FILE)
         lexical = _joined(
             LexicalSegment.build(self._new_ids, self._new_texts),
@@ -281,16 +312,19 @@ class LiveVectors:
         return sum(len(ids) for ids in self._live.live_ids.values())
 
     def search(
-        self, queries: np.ndarray, k: int, allowed: Collection[int] | None = None
+        self, queries: np.ndarray, k: int, allowed: Collection[int] | None = None, filters: Filters | None = None
     ) -> tuple[np.ndarray, np.ndarray]:
-        """Top ``k`` (scores, ids) per query row over every segment's live rows; missing places hold id -1."""
+        """Top ``k`` (scores, ids) per query row over every segment's live rows; missing places hold id -1.
+
+        ``filters``: what ``allowed`` was computed from, handed to each segment's store (see ``VectorStore.search``).
+        """
         k = max(1, min(k, len(self) or 1))
         found_scores, found_ids = [], []
         for name, segment in self._live.segments.items():
             if not len(self._live.live_ids[name]):
                 continue
             dead = self._live.dead_ids[name]
-            scores, ids = segment.vectors.search(queries, k, allowed, dead if len(dead) else None)
+            scores, ids = segment.vectors.search(queries, k, allowed, dead if len(dead) else None, filters)
             found_scores.append(scores)
             found_ids.append(ids)
         if not found_scores:

@@ -9,13 +9,15 @@ import numpy as np
 import pytest
 
 import rag.index
-from rag.config import IndexSettings
+from rag.config import IndexSettings, StoreSettings
 from rag.documents import FolderCorpus
 from rag.index import MAX_MERGE_ROWS, OpenIndex, SegmentEntry, _merge_plan, open_index
 from rag.segments import PASSAGES_FILE
-from rag.stores.passages import PassageStore
+from rag.stores.passages import Filters, PassageStore
+from rag.stores.qdrant_store import QdrantStore
 
 from .conftest import HashingEmbedder
+from .stores.test_vector_contract import needs_qdrant
 
 CHANGED = "003_d66b08127121952b.txt"
 OLD_SENTENCE = "The delegation included directors of leading Chinese military and aerospace corporations"
@@ -150,3 +152,25 @@ def test_live_mask_and_sources_of_follow_the_manifest_ranges(corpus_dir: Path, t
         assert np.array_equal(np.sort(index.vectors.search(np.eye(1, 384, dtype=np.float32), len(ids))[1][0]), ids)
     finally:
         index.close()
+
+
+@needs_qdrant
+def test_a_store_change_rebuilds_and_later_updates_and_merges_keep_qdrant_and_its_payloads(
+    corpus_dir: Path, tmp_path: Path
+) -> None:
+    index_dir = tmp_path / "index"
+    build(corpus_dir, index_dir).close()
+    index = open_index(FolderCorpus(corpus_dir), index_dir, IndexSettings(), HashingEmbedder, store=StoreSettings("qdrant"))
+    assert (index.report.action, index.report.reason) == ("rebuilt", "the vector store changed (faiss -> qdrant (local))")
+    index.close()
+    path = corpus_dir / CHANGED
+    path.write_text(path.read_text(encoding="utf-8").replace(OLD_SENTENCE, NEW_SENTENCE), encoding="utf-8")
+    index = build(corpus_dir, index_dir)  # no store asked for: the index keeps its own
+    assert index.report.action == "updated" and len(index.manifest.segments) == 1  # the new rows merged with the old
+    assert {type(segment.vectors) for segment in index.live.segments.values()} == {QdrantStore}
+    query = HashingEmbedder().encode(["Belarus military industry exports"])
+    for document in index.live.passages.documents():
+        filters = Filters(sources=(document["source"],), trends=(document["trend"],), date_to=document["week_start"])
+        _, ids = index.live.vectors.search(query, 50, filters=filters)  # the payloads alone select
+        assert sorted(i for i in ids[0].tolist() if i != -1) == sorted(index.live.passages.filtered_ids(filters))
+    index.close()

@@ -6,7 +6,7 @@ every implementation, with the exact flat FAISS store as the reference.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
@@ -14,6 +14,10 @@ import numpy as np
 
 from ..documents import Document
 from .passages import Filters, PassageRecord
+
+
+#: The document metadata a vector's payload may carry (see :meth:`VectorStore.add`), named as ``Filters`` name it.
+PAYLOAD_FIELDS = ("source", "week_start", "week_end", "category", "trend")
 
 
 @runtime_checkable
@@ -37,8 +41,13 @@ class VectorStore(Protocol):
         """The implementation's kind and parameters, as recorded in the manifest."""
         ...
 
-    def add(self, ids: np.ndarray, vectors: np.ndarray) -> None:
-        """Add ``vectors`` (one row each) under the given new int64 ``ids``."""
+    def add(self, ids: np.ndarray, vectors: np.ndarray, payloads: Sequence[Mapping[str, Any]] | None = None) -> None:
+        """Add ``vectors`` (one row each) under the given new int64 ``ids``.
+
+        ``payloads``, one per row when given, hold each passage's document metadata (``source``,
+        ``week_start``, ``week_end``, ``category``, ``trend``) for stores that filter on it
+        themselves (Qdrant); the others ignore them.
+        """
         ...
 
     def remove(self, ids: Collection[int]) -> None:
@@ -51,11 +60,15 @@ class VectorStore(Protocol):
         k: int,
         allowed: Collection[int] | None = None,
         excluded: Collection[int] | None = None,
+        filters: Filters | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
         """Top ``k`` (scores, ids) per query row, best first; missing places hold id -1.
 
         Only ids in ``allowed`` (when given) and never ids in ``excluded`` are returned,
         applied inside the index so ``k`` results come back whenever ``k`` such vectors exist.
+        ``filters``, when given, are the metadata filters ``allowed`` was computed from (the
+        passage ids of the documents that match them): a store that keeps the metadata as
+        payloads may apply them in place of ``allowed``, with the same result; others ignore them.
         """
         ...
 
@@ -140,8 +153,13 @@ class ReadableVectors(Protocol):
         """Number of live vectors."""
         ...
 
-    def search(self, queries: np.ndarray, k: int, allowed: Collection[int] | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """Top ``k`` (scores, ids) per query row, best first; missing places hold id -1."""
+    def search(
+        self, queries: np.ndarray, k: int, allowed: Collection[int] | None = None, filters: Filters | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Top ``k`` (scores, ids) per query row, best first; missing places hold id -1.
+
+        ``filters``: what ``allowed`` was computed from, as in :meth:`VectorStore.search`.
+        """
         ...
 
     def vectors(self, ids: Sequence[int]) -> np.ndarray:

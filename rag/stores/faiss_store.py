@@ -33,11 +33,13 @@ still exist then. :meth:`~_FaissVectorStore.save` writes a temporary file and re
 from __future__ import annotations
 
 import os
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from pathlib import Path
 from typing import Any, ClassVar, Self
 
 import numpy as np
+
+from .passages import Filters
 
 #: Below this many vectors compared (per search, over all queries) a search runs on one thread:
 #: OpenMP's start-up and spinning cost more than the scan, and its spinning threads slow the
@@ -138,8 +140,8 @@ class _FaissVectorStore:
             self._mapped = None
         return self._index
 
-    def add(self, ids: np.ndarray, vectors: np.ndarray) -> None:
-        """Add ``vectors`` (one row each) under the given new int64 ``ids`` (-1 is reserved)."""
+    def add(self, ids: np.ndarray, vectors: np.ndarray, payloads: Sequence[Mapping[str, Any]] | None = None) -> None:
+        """Add ``vectors`` (one row each) under the given new int64 ``ids`` (-1 is reserved); ``payloads`` are not kept."""
         ids = np.ascontiguousarray(ids, dtype=np.int64).reshape(-1)
         vectors = np.ascontiguousarray(vectors, dtype=np.float32).reshape(len(ids), -1)
         if vectors.shape[1] != self.dimension:
@@ -166,12 +168,14 @@ class _FaissVectorStore:
         k: int,
         allowed: Collection[int] | None = None,
         excluded: Collection[int] | None = None,
+        filters: Filters | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
         """Top ``k`` (scores, ids) per query row, best first; missing places hold id -1, score -inf.
 
         ``k`` is clipped to [1, ``len(self)``]. Only ids in ``allowed`` (when given) and never
         ids in ``excluded`` are returned, applied inside FAISS, so ``k`` results come back
-        whenever ``k`` such vectors exist.
+        whenever ``k`` such vectors exist. ``filters`` are ignored: FAISS keeps no metadata,
+        and ``allowed`` holds the ids they select.
         """
         import faiss
 

@@ -4,7 +4,9 @@ Modelled on txtai's ``ANNFactory`` and its FAISS ``configure()``: :func:`configu
 count (and an optional forced kind) into a JSON-ready params dict; :func:`create_vector_store`
 builds an empty store from it; the store's own ``params()`` (recorded in the manifest) and its
 path are all :func:`load_vector_store` needs to reopen it. :data:`BACKENDS` maps the ``backend``
-named in the params to its implementation, so another one (Qdrant, say) slots in beside FAISS.
+named in the params to its implementation: FAISS (:mod:`rag.stores.faiss_store`, the default) or
+Qdrant (:mod:`rag.stores.qdrant_store`, chosen by :class:`~rag.config.StoreSettings`; its client
+library is imported only when a Qdrant store is made or opened).
 
 Thresholds, measured with ``rag.stores.ann_bench`` on this 2-core machine while other jobs ran
 (384-dimensional :class:`~rag.stores.ann_bench.Mixture` vectors, one query at a time, k=10):
@@ -23,6 +25,8 @@ Thresholds, measured with ``rag.stores.ann_bench`` on this 2-core machine while 
 {'backend': 'faiss', 'kind': 'flat'}
 >>> configure(1_000_000)
 {'backend': 'faiss', 'kind': 'ivf', 'nlist': 2000, 'nprobe': 31, 'encoding': 'SQ8'}
+>>> configure(1_000_000, store=StoreSettings("qdrant", "http://qdrant:6333", shard_number=4))
+{'backend': 'qdrant', 'kind': 'hnsw', 'm': 32, 'ef_construction': 64, 'ef_search': 256, 'mode': 'server', 'url': 'http://qdrant:6333', 'collection_prefix': 'rag-', 'shard_number': 4}
 """
 
 from __future__ import annotations
@@ -33,9 +37,10 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from ..config import INDEX_TYPES
+from ..config import INDEX_TYPES, StoreSettings
 from .base import VectorStore
 from .faiss_store import FaissBackend
+from .qdrant_store import QdrantBackend
 
 
 #: The backend new stores are built with.
@@ -82,10 +87,10 @@ class VectorBackend(Protocol):
 
 
 #: Backend name -> implementation; the ``backend`` entry of a store's params selects one.
-BACKENDS: dict[str, VectorBackend] = {"faiss": FaissBackend()}
+BACKENDS: dict[str, VectorBackend] = {"faiss": FaissBackend(), "qdrant": QdrantBackend()}
 
 
-def configure(rows: int, index_type: str = "auto") -> dict[str, Any]:
+def configure(rows: int, index_type: str = "auto", store: StoreSettings | None = None) -> dict[str, Any]:
     """The backend, kind and settings for a store of about ``rows`` vectors (JSON-ready).
 
     ``index_type`` ``"auto"`` is exact flat up to :data:`FLAT_MAX_ROWS` rows and IVF-SQ8
@@ -93,22 +98,55 @@ def configure(rows: int, index_type: str = "auto") -> dict[str, Any]:
     ``rows``. IVF: ``nlist`` = 2·sqrt(rows), at most rows/39 (k-means wants 39 points a cell),
     ``nprobe`` = max(16, nlist/64). HNSW: ``efSearch`` 64, or 256 beyond :data:`HNSW_WIDE_ROWS`.
 
+    ``store`` (default FAISS) picks the backend. A Qdrant server store is flat (exact search)
+    or HNSW, ``"auto"`` choosing HNSW where FAISS would choose IVF; it records the server's
+    ``url`` (never the API key), the collection prefix, and the shard and replication settings
+    when set. Embedded (local) Qdrant always scans every vector, so it is flat whatever the type.
+
     >>> configure(3_000, "ivf")
     {'backend': 'faiss', 'kind': 'ivf', 'nlist': 76, 'nprobe': 16, 'encoding': 'SQ8'}
     >>> configure(10, "hnsw")
     {'backend': 'faiss', 'kind': 'hnsw', 'm': 32, 'ef_construction': 64, 'ef_search': 64}
+    >>> configure(10, "hnsw", StoreSettings("qdrant"))
+    {'backend': 'qdrant', 'kind': 'flat', 'mode': 'local'}
     """
     if index_type not in INDEX_TYPES:
         raise ValueError(f"index type {index_type!r} is not one of {', '.join(INDEX_TYPES)}")
+    store = store or StoreSettings()
     kind = index_type if index_type != "auto" else "flat" if rows <= FLAT_MAX_ROWS else "ivf"
-    params: dict[str, Any] = {"backend": DEFAULT_BACKEND, "kind": kind}
+    if store.backend == "qdrant":
+        if index_type == "ivf":
+            raise ValueError("a qdrant store is flat or hnsw, not ivf")
+        kind = "flat" if store.url is None else "hnsw" if kind == "ivf" else kind
+    params: dict[str, Any] = {"backend": store.backend, "kind": kind}
     if kind == "hnsw":
         ef_search = HNSW_EF_SEARCH if rows <= HNSW_WIDE_ROWS else HNSW_EF_SEARCH_WIDE
         params.update(m=HNSW_M, ef_construction=HNSW_EF_CONSTRUCTION, ef_search=ef_search)
     elif kind == "ivf":
         nlist = max(1, min(round(IVF_LISTS_PER_SQRT_ROW * math.sqrt(max(rows, 0))), rows // 39))
         params.update(nlist=nlist, nprobe=min(nlist, max(IVF_MIN_NPROBE, round(nlist * IVF_NPROBE_FRACTION))), encoding="SQ8")
+    if store.backend == "qdrant" and store.url is None:
+        params["mode"] = "local"
+    elif store.backend == "qdrant":
+        server = {"url": store.url, "collection_prefix": store.collection_prefix,
+                  "shard_number": store.shard_number, "replication_factor": store.replication_factor}
+        params.update(mode="server", **{key: value for key, value in server.items() if value is not None})
     return params
+
+
+def store_settings(params: dict[str, Any]) -> StoreSettings:
+    """The store settings a store of ``params`` was configured with (the inverse of :func:`configure`'s ``store``).
+
+    >>> store_settings(configure(10, store=StoreSettings("qdrant", "http://qdrant:6333", replication_factor=2)))
+    StoreSettings(backend='qdrant', url='http://qdrant:6333', collection_prefix='rag-', shard_number=None, replication_factor=2)
+    """
+    if params.get("backend", DEFAULT_BACKEND) != "qdrant":
+        return StoreSettings()
+    if params.get("mode") != "server":
+        return StoreSettings("qdrant")
+    return StoreSettings(
+        "qdrant", params["url"], params["collection_prefix"], params.get("shard_number"), params.get("replication_factor")
+    )
 
 
 def _backend(params: dict[str, Any]) -> VectorBackend:
@@ -119,14 +157,18 @@ def _backend(params: dict[str, Any]) -> VectorBackend:
 
 
 def create_vector_store(
-    dimension: int, rows: int, index_type: str = "auto", training: np.ndarray | None = None
+    dimension: int,
+    rows: int,
+    index_type: str = "auto",
+    training: np.ndarray | None = None,
+    store: StoreSettings | None = None,
 ) -> VectorStore:
     """An empty store for about ``rows`` vectors of ``dimension`` floats, as :func:`configure` picks.
 
     An IVF store trains on ``training`` (vectors like the ones to come, e.g. the first batch)
     when given, else on the first vectors added (see ``IvfStore``).
     """
-    params = configure(rows, index_type)
+    params = configure(rows, index_type, store)
     return _backend(params).create(dimension, params, training)
 
 

@@ -1,7 +1,8 @@
-"""One contract for every vector store the factory builds (flat, HNSW, IVF), the exact flat store the reference."""
+"""One contract for every vector store the factory builds (FAISS flat, HNSW, IVF; embedded Qdrant), exact flat FAISS the reference."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
 from pathlib import Path
 
@@ -10,8 +11,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from rag.config import StoreSettings
 from rag.stores.ann_bench import Mixture
 from rag.stores.base import VectorStore
+from rag.stores.qdrant_store import QdrantStore
 from rag.stores.vectors import (
     FLAT_MAX_ROWS,
     configure,
@@ -20,7 +23,12 @@ from rag.stores.vectors import (
     store_files,
 )
 
-KINDS = ["flat", "hnsw", "ivf"]
+#: Skips the Qdrant cases where the optional client library is missing.
+needs_qdrant = pytest.mark.skipif(
+    importlib.util.find_spec("qdrant_client") is None, reason="qdrant-client is not installed (pip install '.[scale]')"
+)
+#: The FAISS kinds by index type, and "qdrant": Qdrant's embedded (local) mode.
+KINDS = ["flat", "hnsw", "ivf", pytest.param("qdrant", marks=needs_qdrant)]
 DIMENSION = 16
 ROWS = 2000
 
@@ -35,9 +43,16 @@ IDS = np.unique(np.random.default_rng(7).integers(-(2**62), 2**62, ROWS + 10))[:
 VECTORS = unit_rows(ROWS)
 
 
+def make(kind: str, rows: int, dimension: int = DIMENSION, training: np.ndarray | None = None) -> VectorStore:
+    """An empty store of ``kind`` (a FAISS index type, or "qdrant") sized for ``rows`` by the factory."""
+    if kind == "qdrant":
+        return create_vector_store(dimension, rows, store=StoreSettings("qdrant"))
+    return create_vector_store(dimension, rows, kind, training=training)
+
+
 def build(kind: str, ids: np.ndarray = IDS, vectors: np.ndarray = VECTORS) -> VectorStore:
     """A store of ``kind`` sized for ``len(ids)`` rows by the factory, IVF trained on the rows."""
-    store = create_vector_store(vectors.shape[1], len(ids), kind, training=vectors if kind == "ivf" else None)
+    store = make(kind, len(ids), vectors.shape[1], training=vectors if kind == "ivf" else None)
     store.add(ids, vectors)
     return store
 
@@ -69,7 +84,8 @@ def test_implements_the_protocol_with_json_ready_params(built: VectorStore) -> N
     assert (built.dimension, len(built)) == (DIMENSION, ROWS)
     params = built.params()
     assert json.loads(json.dumps(params)) == params
-    assert params["backend"] == "faiss" and params["dimension"] == DIMENSION
+    backend = "qdrant" if isinstance(built, QdrantStore) else "faiss"
+    assert params["backend"] == backend and params["dimension"] == DIMENSION
 
 
 def test_results_are_best_first_and_agree_with_the_exact_reference(built: VectorStore) -> None:
@@ -106,7 +122,7 @@ def test_k_is_clipped_to_at_least_one(built: VectorStore) -> None:
 
 
 def test_an_empty_store_returns_only_empty_places(kind: str) -> None:
-    empty = create_vector_store(DIMENSION, 0, kind)
+    empty = make(kind, 0)
     scores, ids = empty.search(unit_rows(2), 5)
     assert ids.tolist() == [[-1], [-1]] and (scores == -np.inf).all()
 
@@ -214,15 +230,14 @@ def test_save_and_reopen_through_the_factory(store: VectorStore, tmp_path: Path)
     path = tmp_path / "vectors.faiss"
     store.save(path)
     params = json.loads(json.dumps(store.params()))
-    assert store_files(path, params) == [path] and path.is_file()
-    assert sorted(tmp_path.iterdir()) == [path]
+    assert sorted(file for file in tmp_path.rglob("*") if file.is_file()) == sorted(store_files(path, params))
     opened = load_vector_store(path, params)
     assert (opened.params(), len(opened), opened.dimension) == (params, ROWS - 10, DIMENSION)
     queries = unit_rows(5, seed=12)
     for result, expected in zip(opened.search(queries, 10), store.search(queries, 10)):
         assert result.tolist() == expected.tolist()
     assert opened.vectors(IDS[10:20].tolist()).tolist() == store.vectors(IDS[10:20].tolist()).tolist()
-    opened.add(IDS[:10], VECTORS[:10])  # the mapped file is copied into memory, not written
+    opened.add(IDS[:10], VECTORS[:10])  # the saved files are copied into memory, not written
     opened.remove(IDS[10:20].tolist())
     assert len(opened) == ROWS - 10 and len(load_vector_store(path, params)) == ROWS - 10
 
@@ -232,9 +247,10 @@ def test_saving_replaces_the_file_so_open_readers_keep_theirs(kind: str, tmp_pat
     first = build(kind)
     first.save(path)
     reader = load_vector_store(path, first.params())
-    before = path.stat().st_ino
+    files = store_files(path, first.params())
+    before = [file.stat().st_ino for file in files]
     build(kind, IDS[:100], VECTORS[:100]).save(path)
-    assert path.stat().st_ino != before
+    assert all(file.stat().st_ino != inode for file, inode in zip(files, before, strict=True))
     assert len(reader) == ROWS and reader.search(VECTORS[:1], 1)[1][0, 0] == IDS[0]
 
 
@@ -251,7 +267,7 @@ def test_open_rejects_params_that_do_not_describe_the_file(tmp_path: Path) -> No
 
 
 def test_add_rejects_the_missing_id_and_a_wrong_dimension(kind: str) -> None:
-    store = create_vector_store(DIMENSION, 10, kind)
+    store = make(kind, 10)
     with pytest.raises(ValueError):
         store.add(np.array([4, -1]), unit_rows(2))
     with pytest.raises(ValueError):
