@@ -6,7 +6,8 @@ model's ONNX export run by onnxruntime (``rag.onnx_encoder``: exported once per 
 cache; the same vectors as sentence-transformers, 1.5 to 1.8 times as many passages a second,
 over 3 times with the export quantized to int8) unless the model cannot be exported, then
 through sentence-transformers. Questions go through the torch-free ONNX export kept in the
-index when its manifest says there is one, else through sentence-transformers.
+index when its manifest says there is one, else through sentence-transformers. For large
+corpora, ``rag.ray_embedding`` spreads passage embedding over a Ray cluster (an optional extra).
 
 Models are always loaded from a local folder with the Hugging Face hub switched off, so
 nothing is ever downloaded at run time.
@@ -51,7 +52,12 @@ class QuestionEncoder(Protocol):
 
 
 class PassageEmbedder(Protocol):
-    """What building an index needs: batch encoding, token counting, and a question encoder to keep."""
+    """What building an index needs: batch encoding, token counting, and a question encoder to keep.
+
+    An embedder may also have a ``documents_per_batch`` attribute: the index builder then
+    embeds that many documents per :meth:`encode` call instead of ``index.DOCUMENTS_PER_BATCH``
+    (``rag.ray_embedding`` asks for more, since each of its calls has a fixed cost of seconds).
+    """
 
     name: str
     dimension: int
