@@ -180,7 +180,6 @@ def chunk_document(
         current = carried
 
     def add(block: list[_Unit]) -> None:
-        nonlocal current
         size = sum(unit.tokens for unit in block)
         if sum(unit.tokens for unit in current) + size > max_tokens:
             flush()

@@ -24,12 +24,17 @@ from .config import (
     MAX_BATCH_LINE_BYTES,
     MAX_FILE_BYTES,
     MAX_K,
+    QDRANT_API_KEY_ENV,
+    QDRANT_URL_ENV,
     SEARCH_MODES,
+    STORES,
 )
 from .errors import QueryError, RagError
 from .serving import AUTH_ENV
 
 if TYPE_CHECKING:
+    from .config import StoreSettings
+    from .embedding import PassageEmbedder
     from .retrieval import Hit, Retriever
     from .stores.passages import Filters
 
@@ -107,6 +112,18 @@ class _Parser(argparse.ArgumentParser):
         self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
+def _add_store_options(parser: argparse.ArgumentParser) -> None:
+    """``--store`` and ``--qdrant-url``: where the segments keep their vectors."""
+    parser.add_argument("--store", choices=STORES,
+                        help="where the segments keep their vectors: faiss files, or qdrant (embedded in the index "
+                             "folder, or the server of --qdrant-url); rebuilds when it changes and is kept afterwards "
+                             "(default: the index's own, faiss for a new index)")
+    parser.add_argument("--qdrant-url", metavar="URL",
+                        help=f"with --store qdrant (implied): the Qdrant server or cluster to keep the vectors in, one "
+                             f"collection per segment (default: ${QDRANT_URL_ENV}, else embedded; API key from "
+                             f"${QDRANT_API_KEY_ENV})")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``rag`` command."""
     from importlib.metadata import PackageNotFoundError, version
@@ -122,15 +139,26 @@ def build_parser() -> argparse.ArgumentParser:
     index = commands.add_parser("index", help="build or update the index of a corpus folder")
     _add_index_options(index)
     index.add_argument("--rebuild", action="store_true", help="rebuild from scratch even if up to date")
+    index.add_argument("--optimize", action="store_true",
+                       help="merge the index's segments into one and drop replaced rows (after many updates)")
     index.add_argument("--index-type", choices=INDEX_TYPES, metavar="TYPE",
                        help="vector index of the segments: auto (exact up to a size, then approximate), flat (exact), "
                             "hnsw or ivf; rebuilds when it changes and is kept afterwards (default: the index's own, "
                             "auto for a new index)")
+    _add_store_options(index)
+    index.add_argument("--ray", action="store_true",
+                       help="embed the passages with a Ray Data pipeline of actors: on the cluster of --ray-address, "
+                            "else a local Ray instance (needs: pip install '.[scale]')")
+    index.add_argument("--ray-address", metavar="URL",
+                       help="with --ray (implied): the Ray cluster to embed on (default: $RAY_ADDRESS, else local)")
+    index.add_argument("--ray-actors", type=_positive, metavar="N",
+                       help="with --ray (implied): actors embedding at once (default: one per node)")
     index.add_argument("--check", action="store_true",
                        help="verify the index completely (checksums, SQLite integrity, question encoder) without "
                             "building; exit 1 on damage")
 
     ask = commands.add_parser("ask", help="answer a question (or a file of questions) with cited passages")
+    _add_store_options(ask)
     ask.add_argument("question", nargs="?", help="the question, in plain English")
     ask.add_argument("--batch", metavar="FILE",
                      help="questions, one per line or JSONL with a 'question' field ('-' reads standard input); "
@@ -191,7 +219,7 @@ def build_parser() -> argparse.ArgumentParser:
 # ---------------------------------------------------------------------------
 
 
-def _open(args: argparse.Namespace, rebuild: bool = False) -> Retriever:
+def _open(args: argparse.Namespace, rebuild: bool = False, optimize: bool = False) -> Retriever:
     from .documents import FolderCorpus
     from .retrieval import Retriever
 
@@ -203,13 +231,36 @@ def _open(args: argparse.Namespace, rebuild: bool = False) -> Retriever:
     retriever = Retriever.open(
         FolderCorpus(args.corpus, getattr(args, "max_file_bytes", MAX_FILE_BYTES)), args.index_dir, reranker=reranker,
         progress=sys.stderr.isatty(), rebuild=rebuild, on_wait=lambda notice: print(f"rag: {notice}", file=sys.stderr),
-        index_type=getattr(args, "index_type", None),
+        index_type=getattr(args, "index_type", None), store=_store(args), embed=_ray(args), optimize=optimize,
     )
     report = retriever.report
     if report.action != "opened" or report.warnings or report.skipped or getattr(args, "command", "") == "index":
         for message in report.messages():
             print(f"rag: {message}", file=sys.stderr)
     return retriever
+
+
+def _store(args: argparse.Namespace) -> StoreSettings | None:
+    """The vector store ``--store``/``--qdrant-url`` ask for (``None``: the index's own)."""
+    from .config import store_settings
+
+    backend, url = getattr(args, "store", None), getattr(args, "qdrant_url", None)
+    if backend is None and url is None:
+        return None
+    try:
+        return store_settings(backend or "qdrant", url)
+    except ValueError as error:
+        raise UsageError(str(error)) from None
+
+
+def _ray(args: argparse.Namespace) -> Callable[[], PassageEmbedder] | None:
+    """The Ray passage embedder ``--ray``/``--ray-address``/``--ray-actors`` ask for (``None``: the default one)."""
+    address, actors = getattr(args, "ray_address", None), getattr(args, "ray_actors", None)
+    if not getattr(args, "ray", False) and address is None and actors is None:
+        return None
+    from .ray_embedding import ray_embed
+
+    return ray_embed(address, actors)
 
 
 def _filters(args: argparse.Namespace) -> Filters:
@@ -364,8 +415,8 @@ def _print_hits(hits: Sequence[Hit], out: TextIO) -> None:
 
 def _index(args: argparse.Namespace, out: TextIO) -> int:
     if args.check:
-        if args.rebuild:
-            raise UsageError("give either --check or --rebuild, not both")
+        if args.rebuild or args.optimize:
+            raise UsageError("give --check alone, without --rebuild or --optimize")
         from .index import check_index
 
         findings, problems = check_index(args.index_dir)
@@ -375,7 +426,7 @@ def _index(args: argparse.Namespace, out: TextIO) -> int:
             out.write(f"DAMAGED: {line}\n")
         out.write(f"index in {args.index_dir}: {'damaged, run rag index --rebuild' if problems else 'sound'}\n")
         return EXIT_FAILURE if problems else 0
-    retriever = _open(args, rebuild=args.rebuild)
+    retriever = _open(args, rebuild=args.rebuild, optimize=args.optimize)
     out.write(f"index in {args.index_dir}: {retriever.report.documents} documents, {retriever.report.passages} passages\n")
     return 0
 

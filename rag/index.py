@@ -58,12 +58,12 @@ import numpy as np
 
 from .checksums import FileRecord, changed_files, records
 from .chunking import Chunk, chunk_document
-from .config import DEFAULT_INDEX_TYPE, IndexSettings
+from .config import DEFAULT_INDEX_TYPE, IndexSettings, StoreSettings
 from .documents import Corpus, Document, Scan
 from .onnx_encoder import FILES as ENCODER_FILES
 from .embedding import MODEL_BACKEND, ONNX_BACKEND, PassageEmbedder, model_file_names, resolve_model_path
 from .errors import CorpusError, IndexCorruptError, IndexWriteError, ModelError, RagError
-from .segments import LiveSegments, Segment, SegmentEntry, SegmentWriter, segment_files
+from .segments import LiveSegments, Segment, SegmentEntry, SegmentWriter, segment_files, segments_store
 from .segments import search_text as search_text
 from .sources import SourceEntry as SourceEntry
 from .sources import SourceTable
@@ -208,7 +208,7 @@ def _segment_name(name: Any) -> str:
 class IndexReport:
     """What opening an index did, in words an interface can print."""
 
-    action: str = "opened"  # opened | built | updated | rebuilt
+    action: str = "opened"  # opened | built | updated | rebuilt | optimized
     reason: str = ""
     added: list[str] = field(default_factory=list)
     changed: list[str] = field(default_factory=list)
@@ -670,6 +670,8 @@ class _Plan:
     report: IndexReport
     verified: dict[str, str]  # sources whose signature moved but whose content did not
     index_type: str  # the vector index type new segments get
+    store: StoreSettings  # where new segments keep their vectors
+    optimize: bool = False  # merge every segment into one, dropping dead rows
 
     @property
     def up_to_date(self) -> bool:
@@ -677,20 +679,24 @@ class _Plan:
 
 
 def _plan(
-    corpus: Corpus, scan: Scan, index_dir: Path, settings: IndexSettings, rebuild: bool, index_type: str | None
+    corpus: Corpus, scan: Scan, index_dir: Path, settings: IndexSettings, rebuild: bool, index_type: str | None,
+    store: StoreSettings | None = None,
+    optimize: bool = False,
 ) -> _Plan:
-    """What opening must do; ``index_type`` ``None`` keeps the index's own type."""
+    """What opening must do; ``index_type`` (``store``) ``None`` keeps the index's own type (vector store);
+    ``optimize`` merges the segments of an index that has more than one, or dead rows."""
     report = IndexReport(skipped=list(scan.skipped), warnings=list(scan.warnings))
     try:
         previous = _load_current(index_dir)
     except IndexCorruptError as error:
         report.action = "rebuilt"
         report.reason = str(error) if isinstance(error, _FormatChanged) else f"the existing index was corrupted: {error}"
-        return _Plan(None, report, {}, index_type or DEFAULT_INDEX_TYPE)
+        return _Plan(None, report, {}, index_type or DEFAULT_INDEX_TYPE, store or StoreSettings())
     if previous is None:
         report.action = "built"
-        return _Plan(None, report, {}, index_type or DEFAULT_INDEX_TYPE)
+        return _Plan(None, report, {}, index_type or DEFAULT_INDEX_TYPE, store or StoreSettings())
     kept = previous.manifest.index_type
+    kept_store = segments_store(previous.manifest.segments.values())
     try:
         stale = _stale_reason(previous.manifest, settings) or ("a rebuild was requested" if rebuild else None)
     except BaseException:
@@ -698,10 +704,12 @@ def _plan(
         raise
     if not stale and index_type not in (None, kept):
         stale = f"the vector index type changed ({kept} -> {index_type})"
+    if not stale and store not in (None, kept_store):
+        stale = f"the vector store changed ({kept_store.describe()} -> {store.describe()})"
     if stale:
         previous.close()
         report.action, report.reason = "rebuilt", stale
-        return _Plan(None, report, {}, index_type or kept)
+        return _Plan(None, report, {}, index_type or kept, store or kept_store)
     table = previous.manifest.sources
     known = table.signature_map()
     verified: dict[str, str] = {}
@@ -718,13 +726,18 @@ def _plan(
             else:
                 report.changed.append(source)
     report.removed = sorted(set(known) - set(scan.signatures))
+    fragmented = len(previous.manifest.segments) > 1 or previous.live.passages.count() < sum(
+        entry.passages for entry in previous.manifest.segments.values()
+    )
     if report.added or report.changed or report.removed:
         report.action, report.reason = "updated", "the corpus changed"
+    elif optimize and fragmented:
+        report.action, report.reason = "optimized", "an optimization was requested"
     else:
         previous.signatures.update(verified)
         previous.report = report
         report.documents, report.passages = previous.manifest.counts()
-    return _Plan(previous, report, verified, kept)
+    return _Plan(previous, report, verified, kept, kept_store, optimize and fragmented)
 
 
 class _Builder:
@@ -758,12 +771,13 @@ class _Builder:
         added: dict[str, SourceEntry] = {}
         if todo:
             new = _new_segment_name()
-            writer = SegmentWriter(folder / new, embedder.dimension, plan.index_type)
+            writer = SegmentWriter(folder / new, embedder.dimension, plan.index_type, plan.store)
             # Embedding the next batch overlaps writing this one into SQLite (one batch in flight).
             with _progress_bar(len(todo), self.progress) as advance, ThreadPoolExecutor(1, "rag-write") as writes:
                 pending: Future[None] | None = None
-                for first in range(0, len(todo), DOCUMENTS_PER_BATCH):
-                    batch = todo[first : first + DOCUMENTS_PER_BATCH]
+                step = getattr(embedder, "documents_per_batch", DOCUMENTS_PER_BATCH)  # e.g. larger for Ray
+                for first in range(0, len(todo), step):
+                    batch = todo[first : first + step]
                     rows, next_id = self._embed_batch(self._prepare(batch, scan, embedder), embedder, new, next_id, added, report)
                     if pending is not None:
                         pending.result()
@@ -777,7 +791,7 @@ class _Builder:
         if new is not None and not live[new]:
             shutil.rmtree(folder / new)
         segments = {name: entry for name, entry in segments.items() if live[name]}
-        merging = _merge_plan(segments, live, new)
+        merging = _merge_plan(segments, live, new, everything=plan.optimize)
         for name in segments:
             if name != new and name not in merging:
                 assert previous is not None
@@ -820,7 +834,7 @@ class _Builder:
     ) -> SegmentEntry:
         """Write segment ``merged`` from the live rows of the ``merging`` segments (removed afterwards)."""
         previous = plan.previous
-        writer = SegmentWriter(folder / merged, dimension, plan.index_type)
+        writer = SegmentWriter(folder / merged, dimension, plan.index_type, plan.store)
         for name in merging:
             fresh = previous is None or name not in previous.live.segments
             segment = Segment(folder / name, segments[name]) if fresh else previous.live.segments[name]
@@ -930,8 +944,12 @@ def _new_segment_name() -> str:
     return f"seg-{uuid.uuid4().hex[:16]}"
 
 
-def _merge_plan(segments: dict[str, SegmentEntry], live: Counter[str | None], new: str | None) -> list[str]:
+def _merge_plan(
+    segments: dict[str, SegmentEntry], live: Counter[str | None], new: str | None, *, everything: bool = False
+) -> list[str]:
     """The segments to merge into one, in order (none when fewer than two, or one that is not mostly dead).
+
+    ``everything``: all of them (when there are several or any dead rows), whatever their sizes.
 
     Like a binomial counter: the new segment absorbs the segments written before it, newest
     first, while each holds at most ``MERGE_FACTOR`` times the rows gathered so far (or fewer
@@ -941,6 +959,8 @@ def _merge_plan(segments: dict[str, SegmentEntry], live: Counter[str | None], ne
     larger segments come only from builds.
     """
     names = list(segments)
+    if everything and (len(names) > 1 or any(live[name] < segments[name].passages for name in names)):
+        return names
     chosen: set[str] = set()
     if new is not None and new in segments:
         gathered = live[new]
@@ -1045,19 +1065,24 @@ def open_index(
     rebuild: bool = False,
     on_wait: WaitNotice | None = None,
     index_type: str | None = None,
+    store: StoreSettings | None = None,
+    optimize: bool = False,
 ) -> OpenIndex:
     """Open the index of ``corpus`` in ``index_dir``, building or updating it first when needed.
 
     An up-to-date index is opened without any index-wide lock, so a read-only index folder
     can be searched. ``embed`` is called only when passages must be embedded. ``on_wait``
-    hears when another process holds the writer lock. ``index_type`` (one of
+    hears when another process holds the writer lock. ``optimize`` merges every segment into
+    one without dead rows (Lucene's force-merge): searches touch one segment, and the next
+    update costs as before. ``index_type`` (one of
     ``config.INDEX_TYPES``) rebuilds an index of another type; ``None`` keeps the index's own.
+    ``store`` likewise rebuilds an index whose vectors are kept elsewhere (``None``: where they are).
     Raises ``CorpusError`` when the corpus cannot be listed, ``IndexWriteError`` when the
     index must change but cannot.
     """
     index_dir = Path(index_dir)
     scan = corpus.scan()
-    plan = _plan(corpus, scan, index_dir, settings, rebuild, index_type)
+    plan = _plan(corpus, scan, index_dir, settings, rebuild, index_type, store, optimize)
     if plan.up_to_date:
         assert plan.previous is not None
         _clean_if_idle(index_dir)
@@ -1065,7 +1090,7 @@ def open_index(
     if plan.previous is not None:
         plan.previous.close()
     with _writer_lock(index_dir, on_wait):
-        plan = _plan(corpus, scan, index_dir, settings, rebuild, index_type)  # another writer may have done the work
+        plan = _plan(corpus, scan, index_dir, settings, rebuild, index_type, store, optimize)  # another writer may have done the work
         if plan.up_to_date:
             assert plan.previous is not None
             return plan.previous

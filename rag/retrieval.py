@@ -41,6 +41,7 @@ from .config import (
     SENTENCE_TERM_WEIGHT,
     FusionSettings,
     IndexSettings,
+    StoreSettings,
     model_setting,
 )
 from .documents import Corpus, Document, FolderCorpus
@@ -227,6 +228,8 @@ class Retriever:
         encoder: QuestionEncoder | None = None,
         embed: Callable[[], PassageEmbedder] | None = None,
         index_type: str | None = None,
+        store: StoreSettings | None = None,
+        optimize: bool = False,
     ) -> Retriever:
         """Open (building or updating as needed) the index of ``corpus`` stored in ``index_dir``.
 
@@ -234,14 +237,17 @@ class Retriever:
         to the index is in :attr:`report`. ``on_wait`` hears when another process is
         building the index and this call waits for it. ``encoder`` and ``embed`` replace the
         default question encoder and passage embedder (see :class:`Retriever`).
-        ``index_type`` rebuilds the index with another vector index type (``None`` keeps its own).
+        ``index_type`` rebuilds the index with another vector index type (``None`` keeps its own),
+        ``store`` with its vectors kept elsewhere (FAISS or Qdrant; ``None`` keeps them where they are).
+        ``optimize`` merges the index's segments into one (see :func:`rag.index.open_index`).
         """
         corpus = FolderCorpus(corpus) if isinstance(corpus, (str, Path)) else corpus
         settings = settings or IndexSettings(model=model_setting())
         index_dir = Path(index_dir)
         embed = embed or functools.partial(passage_embedder, settings.model)
         index = open_index(
-            corpus, index_dir, settings, embed, progress=progress, rebuild=rebuild, on_wait=on_wait, index_type=index_type
+            corpus, index_dir, settings, embed, progress=progress, rebuild=rebuild, on_wait=on_wait, index_type=index_type,
+            store=store, optimize=optimize,
         )
         return cls(corpus, index_dir, settings, index, fusion, reranker, encoder=encoder, embed=embed)
 

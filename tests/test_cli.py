@@ -178,7 +178,7 @@ def test_batch_answers_more_questions_than_the_cache_holds(
     from .conftest import HashingEmbedder
 
     real_open = Retriever.open
-    monkeypatch.setattr(Retriever, "open", lambda *a, **k: real_open(*a, **k, encoder=HashingEmbedder(), embed=HashingEmbedder))
+    monkeypatch.setattr(Retriever, "open", lambda *a, **k: real_open(*a, **{**k, "encoder": HashingEmbedder(), "embed": HashingEmbedder}))
     run(capsys, "index", "--corpus", str(seeds_copy), "--index-dir", str(tmp_path / "index"))
     batch = tmp_path / "many.txt"
     batch.write_text("\n".join(f"question {i} on Minsk" for i in range(1100)) + "\n", encoding="utf-8")
@@ -210,9 +210,16 @@ def test_index_check_verifies_everything_and_fails_on_damage(capsys, corpus_dir:
     status, out, _ = run(capsys, "index", "--check", "--index-dir", str(seeds_index))
     assert status == 1 and f"DAMAGED: {vectors.parent.name}/{VECTORS_FILE}" in out and "checksum mismatch" in out and "rag index --rebuild" in out
     status, _, err = run(capsys, "index", "--check", "--rebuild", "--index-dir", str(seeds_index))
-    assert status == 2 and "not both" in err
+    assert status == 2 and "give --check alone" in err
+    status, _, err = run(capsys, "index", "--check", "--optimize", "--index-dir", str(seeds_index))
+    assert status == 2 and "give --check alone" in err
     status, out, _ = run(capsys, "index", "--check", "--index-dir", str(corpus_dir / "nowhere"))
     assert status == 1 and "there is no index" in out
+
+
+def test_index_optimize_on_one_segment_changes_nothing(capsys, corpus_dir: Path, seeds_index: Path) -> None:
+    status, out, err = run(capsys, "index", "--optimize", "--corpus", str(corpus_dir), "--index-dir", str(seeds_index))
+    assert status == 0 and "index up to date" in err and "5 documents" in out
 
 
 def test_version(capsys) -> None:

@@ -331,3 +331,31 @@ def test_an_update_by_an_embedder_of_another_kind_rebuilds(corpus_dir: Path, tmp
     assert other.manifest.passage_embedder == "onnx-int8" and other.report.documents == 6
     assert len(list(live_generation(index_dir).glob("seg-*"))) == 1  # nothing of the old rows is linked
     other.close()
+
+
+def test_optimize_merges_every_segment_and_drops_replaced_rows(
+    corpus_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(rag.index, "SMALL_SEGMENT", 0)  # small updates stay separate segments
+    index_dir = tmp_path / "index"
+    open_seeds(corpus_dir, index_dir, embed=HashingEmbedder).close()
+    for number in range(3):
+        (corpus_dir / f"memo-{number}.md").write_text(f"Belarus ordered radars, batch {number}.", encoding="utf-8")
+        open_seeds(corpus_dir, index_dir, embed=HashingEmbedder).close()
+    (corpus_dir / "memo-0.md").write_text("Belarus cancelled the radars.", encoding="utf-8")
+    fragmented = open_seeds(corpus_dir, index_dir, embed=HashingEmbedder)
+    assert len(fragmented.manifest.segments) > 1
+    before = {source: fragmented.passages.document(source).text for source in fragmented.signatures}
+    ids_before = fragmented.passages.count()
+    fragmented.close()
+
+    optimized = open_index(FolderCorpus(corpus_dir), index_dir, IndexSettings(), HashingEmbedder, optimize=True)
+    assert optimized.report.action == "optimized"
+    (name,) = optimized.manifest.segments
+    assert optimized.manifest.segments[name].passages == optimized.passages.count() == ids_before  # no dead rows left
+    assert {source: optimized.passages.document(source).text for source in optimized.signatures} == before
+    assert set(optimized.manifest.sources.segment_names) == {name}
+    optimized.close()
+    again = open_index(FolderCorpus(corpus_dir), index_dir, IndexSettings(), None, optimize=True)
+    assert again.report.action == "opened"  # nothing left to merge
+    again.close()
