@@ -170,6 +170,7 @@ def ray_embed(address: str | None = None, actors: int | None = None) -> Callable
 def _connect(address: str | None) -> bool:
     """Join the cluster at ``address``, or start a quiet local instance; True when this call started one."""
     import ray
+    import ray.data
 
     context = ray.data.DataContext.get_current()
     context.enable_progress_bars = False
