@@ -76,6 +76,20 @@ def _mapped_read(path: Path) -> Any:
     return faiss.read_index(str(path), faiss.IO_FLAG_MMAP_IFC | faiss.IO_FLAG_READ_ONLY)
 
 
+def checked_rows(ids: np.ndarray, vectors: np.ndarray, dimension: int) -> tuple[np.ndarray, np.ndarray]:
+    """``ids`` as contiguous int64 and ``vectors`` as contiguous float32 rows, one per id, of ``dimension``.
+
+    Raises ``ValueError`` for rows of another length or the reserved id :data:`REMOVED`.
+    """
+    ids = np.ascontiguousarray(ids, dtype=np.int64).reshape(-1)
+    vectors = np.ascontiguousarray(vectors, dtype=np.float32).reshape(len(ids), -1)
+    if vectors.shape[1] != dimension:
+        raise ValueError(f"vectors of {vectors.shape[1]} floats, the store holds {dimension}")
+    if (ids == REMOVED).any():
+        raise ValueError(f"{REMOVED} is not a valid vector id")
+    return ids, vectors
+
+
 def _empty(rows: int, k: int) -> tuple[np.ndarray, np.ndarray]:
     return np.full((rows, k), -np.inf, dtype=np.float32), np.full((rows, k), REMOVED, dtype=np.int64)
 
@@ -142,12 +156,7 @@ class _FaissVectorStore:
 
     def add(self, ids: np.ndarray, vectors: np.ndarray, payloads: Sequence[Mapping[str, Any]] | None = None) -> None:
         """Add ``vectors`` (one row each) under the given new int64 ``ids`` (-1 is reserved); ``payloads`` are not kept."""
-        ids = np.ascontiguousarray(ids, dtype=np.int64).reshape(-1)
-        vectors = np.ascontiguousarray(vectors, dtype=np.float32).reshape(len(ids), -1)
-        if vectors.shape[1] != self.dimension:
-            raise ValueError(f"vectors of {vectors.shape[1]} floats, the store holds {self.dimension}")
-        if (ids == REMOVED).any():
-            raise ValueError(f"{REMOVED} is not a valid vector id")
+        ids, vectors = checked_rows(ids, vectors, self.dimension)
         if len(ids):
             self._add(ids, vectors)
 

@@ -88,7 +88,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ..config import QDRANT_API_KEY_ENV
-from .faiss_store import REMOVED, _empty, _id_array
+from .faiss_store import REMOVED, _empty, _id_array, checked_rows
 from .passages import Filters
 
 if TYPE_CHECKING:
@@ -253,12 +253,7 @@ class QdrantStore:
 
     def add(self, ids: np.ndarray, vectors: np.ndarray, payloads: Sequence[Mapping[str, Any]] | None = None) -> None:
         """Add ``vectors`` under the new int64 ``ids`` (-1 is reserved), each with its payload when given."""
-        ids = np.ascontiguousarray(ids, dtype=np.int64).reshape(-1)
-        vectors = np.ascontiguousarray(vectors, dtype=np.float32).reshape(len(ids), -1)
-        if vectors.shape[1] != self.dimension:
-            raise ValueError(f"vectors of {vectors.shape[1]} floats, the store holds {self.dimension}")
-        if (ids == REMOVED).any():
-            raise ValueError(f"{REMOVED} is not a valid vector id")
+        ids, vectors = checked_rows(ids, vectors, self.dimension)
         if payloads is not None and len(payloads) != len(ids):
             raise ValueError(f"{len(payloads)} payloads for {len(ids)} vectors")
         if not len(ids):
