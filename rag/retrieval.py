@@ -789,7 +789,7 @@ def _supporting_sentences(
     score, cosine, covered = signals.score.tolist(), signals.cosine.tolist(), signals.coverage.tolist()
     ranked: dict[int, list[Quote]] = {}
     for record in records:
-        found = [(s, e, position[(record.source, s, e)]) for s, e in record.sentences if (record.source, s, e) in position]
+        found = [(s, e, i) for s, e in record.sentences if (i := position.get((record.source, s, e))) is not None]
         if found:
             quotes = [Quote(SentenceSpan(texts[(record.source, s, e)], s, e), score[i], cosine[i], covered[i]) for s, e, i in found]
             quotes.sort(key=lambda quote: -quote.score)

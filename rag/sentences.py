@@ -35,7 +35,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .stores.lexical import terms
+from .stores.lexical import content_words, stems, terms
 
 #: Words that frame a question rather than say what it is about (after stemming).
 _QUESTION_WORDS = frozenset(terms(
@@ -100,6 +100,27 @@ def _american(text: str) -> str:
     return text
 
 
+@functools.lru_cache(maxsize=200_000)
+def _word_stems(word: str) -> tuple[str, str]:
+    """A content word's stem and the stem of its American spelling (a vocabulary is small: cached)."""
+    stem, variant = stems([word, _american(word)])
+    return stem, variant
+
+
+def _stem_pairs(text: str) -> list[tuple[str, str]]:
+    """Each content word's stem beside the stem of its American spelling.
+
+    >>> _stem_pairs("The defence programme")
+    [('defenc', 'defens'), ('programm', 'program')]
+    """
+    return [_word_stems(word) for word in content_words(text)]
+
+
+@functools.lru_cache(maxsize=200_000)
+def _word_forms(word: str) -> frozenset[str]:
+    return _forms(*_word_stems(word))
+
+
 def _forms(stem: str, variant: str) -> frozenset[str]:
     return frozenset({stem, variant}) | _ALIASES.get(stem, frozenset()) | _ALIASES.get(variant, frozenset())
 
@@ -107,10 +128,7 @@ def _forms(stem: str, variant: str) -> frozenset[str]:
 @functools.lru_cache(maxsize=200_000)
 def sentence_terms(text: str) -> frozenset[str]:
     """Every form of every stemmed term of ``text`` (stem, American-spelling stem, place and ordinal keys)."""
-    found: set[str] = set()
-    for stem, variant in zip(terms(text), terms(_american(text))):
-        found |= _forms(stem, variant)
-    return frozenset(found)
+    return frozenset().union(*map(_word_forms, content_words(text)))
 
 
 @dataclass(frozen=True)
@@ -146,11 +164,9 @@ def question_profile(question: str, idf: Callable[[str], float], documents: int 
     """
     idf = functools.lru_cache(maxsize=None)(idf)  # forms and names ask for the same terms again
     unknown_weight = math.log(1 + (max(documents, 1) - 0.5) / 1.5)
-    stems = terms(question)
-    variants = terms(_american(question))
     forms, weights, known = [], [], 0.0
     seen: set[str] = set()
-    for stem, variant in zip(stems, variants):
+    for stem, variant in _stem_pairs(question):
         if stem in _QUESTION_WORDS or stem in seen:
             continue
         seen.add(stem)

@@ -44,7 +44,17 @@ def terms(text: str) -> list[str]:
     >>> terms("Belarus is seeking Chinese missiles")
     ['belarus', 'seek', 'chines', 'missil']
     """
-    words = [word for word in _TOKEN_RE.findall(text.lower()) if word not in _stop_words()]
+    return stems(content_words(text))
+
+
+def content_words(text: str) -> list[str]:
+    """The lowercased words of ``text`` that BM25 indexes (two or more word characters, no stop words)."""
+    stop = _stop_words()
+    return [word for word in _TOKEN_RE.findall(text.lower()) if word not in stop]
+
+
+def stems(words: list[str]) -> list[str]:
+    """The English (Snowball) stem of each word."""
     if not words:
         return []
     stemmer = getattr(_STEMMERS, "english", None)
