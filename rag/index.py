@@ -711,12 +711,13 @@ def _plan(
         report.action, report.reason = "rebuilt", stale
         return _Plan(None, report, {}, index_type or kept, store or kept_store)
     table = previous.manifest.sources
-    known = table.signature_map()
+    known = previous.signatures  # the manifest's, read once when the generation was loaded
     verified: dict[str, str] = {}
-    for source, signature in scan.signatures.items():
+    moved = [(source, signature) for source, signature in scan.signatures.items() if known.get(source) != signature]
+    for source, signature in moved:
         if source not in known:
             report.added.append(source)
-        elif known[source] != signature:
+        else:
             try:
                 same = corpus.fingerprint(source) == table[source].fingerprint
             except CorpusError:
@@ -725,7 +726,7 @@ def _plan(
                 verified[source] = signature
             else:
                 report.changed.append(source)
-    report.removed = sorted(set(known) - set(scan.signatures))
+    report.removed = sorted(known.keys() - scan.signatures.keys())
     fragmented = len(previous.manifest.segments) > 1 or previous.live.passages.count() < sum(
         entry.passages for entry in previous.manifest.segments.values()
     )
