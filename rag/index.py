@@ -49,7 +49,7 @@ import uuid
 import weakref
 from concurrent.futures import Future, ThreadPoolExecutor
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -671,7 +671,7 @@ class _Plan:
     verified: dict[str, str]  # sources whose signature moved but whose content did not
     index_type: str  # the vector index type new segments get
     store: StoreSettings  # where new segments keep their vectors
-    optimize: bool = False  # merge every segment into one, dropping dead rows
+    optimize: bool = False  # merge every segment into one, dropping dead rows (when there is anything to merge)
 
     @property
     def up_to_date(self) -> bool:
@@ -727,18 +727,15 @@ def _plan(
             else:
                 report.changed.append(source)
     report.removed = sorted(known.keys() - scan.signatures.keys())
-    fragmented = len(previous.manifest.segments) > 1 or previous.live.passages.count() < sum(
-        entry.passages for entry in previous.manifest.segments.values()
-    )
     if report.added or report.changed or report.removed:
         report.action, report.reason = "updated", "the corpus changed"
-    elif optimize and fragmented:
+    elif optimize and _fragmented(previous.manifest.segments, previous.manifest.sources.live_rows()):
         report.action, report.reason = "optimized", "an optimization was requested"
     else:
         previous.signatures.update(verified)
         previous.report = report
         report.documents, report.passages = previous.manifest.counts()
-    return _Plan(previous, report, verified, kept, kept_store, optimize and fragmented)
+    return _Plan(previous, report, verified, kept, kept_store, optimize)
 
 
 class _Builder:
@@ -945,6 +942,11 @@ def _new_segment_name() -> str:
     return f"seg-{uuid.uuid4().hex[:16]}"
 
 
+def _fragmented(segments: dict[str, SegmentEntry], live: Mapping[str, int]) -> bool:
+    """More than one segment, or one that holds dead rows (``live``: each segment's live rows)."""
+    return len(segments) > 1 or any(live.get(name, 0) < entry.passages for name, entry in segments.items())
+
+
 def _merge_plan(
     segments: dict[str, SegmentEntry], live: Counter[str | None], new: str | None, *, everything: bool = False
 ) -> list[str]:
@@ -960,7 +962,7 @@ def _merge_plan(
     larger segments come only from builds.
     """
     names = list(segments)
-    if everything and (len(names) > 1 or any(live[name] < segments[name].passages for name in names)):
+    if everything and _fragmented(segments, live):
         return names
     chosen: set[str] = set()
     if new is not None and new in segments:

@@ -119,13 +119,20 @@ class SourceTable(Mapping[str, SourceEntry]):
         The cost is the columns' length in array operations plus the changed rows in Python.
         """
         keep = np.ones(len(self), dtype=bool)
-        rows = self._index()
-        for source in removed:
-            keep[rows[source]] = False
-        new_signatures = list(self.signatures)
-        for source, signature in (signatures or {}).items():
-            new_signatures[rows[source]] = signature
+        new_signatures = self.signatures
+        if removed or signatures:
+            rows = self._index()
+            for source in removed:
+                keep[rows[source]] = False
+            new_signatures = list(self.signatures)
+            for source, signature in (signatures or {}).items():
+                new_signatures[rows[source]] = signature
+        whole = bool(keep.all())
         kept = np.flatnonzero(keep)
+
+        def column(values: list[Any]) -> list[Any]:
+            return values if whole else _take(values, kept)  # the table is read-only: lists may be shared
+
         old_names = self.segment_names
         segments = self.segments
         if merged is not None:
@@ -133,18 +140,20 @@ class SourceTable(Mapping[str, SourceEntry]):
             old_names = [*old_names, merged[1]]
             segments = np.where(np.isin(segments, list(merging)), len(old_names) - 1, segments)
         base = SourceTable(
-            names=_take(self.names, kept),
-            fingerprints=_take(self.fingerprints, kept),
-            signatures=_take(new_signatures, kept),
+            names=column(self.names),
+            fingerprints=column(self.fingerprints),
+            signatures=column(new_signatures),
             indexed=self.indexed[kept],
             passages=self.passages[kept],
-            kinds=_take(self.kinds, kept),
+            kinds=column(self.kinds),
             segment_names=old_names,
             segments=segments[kept],
             first_ids=self.first_ids[kept],
             notes=_renumbered(self.notes, keep),
             warnings=_renumbered(self.warnings, keep),
         )
+        if whole:
+            base._rows = self._rows  # the same sources in the same places
         if added:
             base = base._appended(SourceTable.from_entries(added))
         return base._compacted()

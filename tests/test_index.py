@@ -359,3 +359,7 @@ def test_optimize_merges_every_segment_and_drops_replaced_rows(
     again = open_index(FolderCorpus(corpus_dir), index_dir, IndexSettings(), None, optimize=True)
     assert again.report.action == "opened"  # nothing left to merge
     again.close()
+    (corpus_dir / "memo-9.md").write_text("Belarus tested the radars.", encoding="utf-8")
+    grown = open_index(FolderCorpus(corpus_dir), index_dir, IndexSettings(), HashingEmbedder, optimize=True)
+    assert grown.report.action == "updated" and len(grown.manifest.segments) == 1  # the update's segment merged too
+    grown.close()
