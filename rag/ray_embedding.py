@@ -54,6 +54,7 @@ from typing import TYPE_CHECKING, Any
 from .config import BUNDLED_MODEL, model_setting
 from .embedding import ONNX_BACKEND, passage_embedder
 from .errors import ModelError
+from .throughput import best_of_turns
 
 if TYPE_CHECKING:
     import numpy as np
@@ -232,19 +233,12 @@ def measure(texts: list[str], repeats: int = 2, address: str | None = None, acto
 
     ray_embedder = RayPassageEmbedder(model_setting(), address=address, actors=actors)
     single = passage_embedder(model_setting())
-    runs = {"single": single.encode, "ray": ray_embedder.encode}
-    best = {name: float("inf") for name in runs}
-    vectors: dict[str, np.ndarray] = {}
     try:
         started = time.perf_counter()
         ray_embedder.encode(texts[:1])
         overhead = time.perf_counter() - started
         single.encode(texts[:64])
-        for _ in range(repeats):
-            for name, run in runs.items():
-                started = time.perf_counter()
-                vectors[name] = run(texts)
-                best[name] = min(best[name], time.perf_counter() - started)
+        best, vectors = best_of_turns({"single": single.encode, "ray": ray_embedder.encode}, texts, repeats)
         actors_used = ray_embedder.actors
     finally:
         ray_embedder.close()

@@ -18,6 +18,7 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from .config import BENCHMARK_CHUNK_TOKENS, BENCHMARK_OVERLAP_TOKENS, model_setting
 from .embedding import ONNX_BACKEND, PASSAGE_BACKENDS, offline, passage_embedder, resolve_model_path
@@ -44,14 +45,9 @@ def measure(texts: list[str], repeats: int = 2, backend: str = ONNX_BACKEND) -> 
         "index": ours.encode,
         "reference": lambda batch: reference.encode(batch, batch_size=32, show_progress_bar=False),
     }
-    best = {name: float("inf") for name in runs}
     for run in runs.values():
         run(texts[:WARM_UP])
-    for _ in range(repeats):
-        for name, run in runs.items():
-            started = time.perf_counter()
-            run(texts)
-            best[name] = min(best[name], time.perf_counter() - started)
+    best, _ = best_of_turns(runs, texts, repeats)
     return {
         "passages": len(texts),
         "backend": ours.backend,
@@ -59,6 +55,20 @@ def measure(texts: list[str], repeats: int = 2, backend: str = ONNX_BACKEND) -> 
         "reference_passages_per_s": round(len(texts) / best["reference"], 2),
         "ratio": round(best["reference"] / best["index"], 3),
     }
+
+
+def best_of_turns(
+    runs: dict[str, Callable[[list[str]], Any]], texts: list[str], repeats: int
+) -> tuple[dict[str, float], dict[str, Any]]:
+    """Run each of ``runs`` on ``texts`` in turn, ``repeats`` rounds; the best seconds of each, and its last output."""
+    best = {name: float("inf") for name in runs}
+    outputs: dict[str, Any] = {}
+    for _ in range(repeats):
+        for name, run in runs.items():
+            started = time.perf_counter()
+            outputs[name] = run(texts)
+            best[name] = min(best[name], time.perf_counter() - started)
+    return best, outputs
 
 
 def beir_passages(root: Path, count: int) -> list[str]:
