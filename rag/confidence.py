@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import astuple, dataclass
+from dataclasses import dataclass
 
 #: The signals, in the order of the weights after the bias.
 FEATURES = ("sentence_cosine", "known_terms", "unknown_name")
@@ -35,10 +35,14 @@ class Evidence:
     #: 1.0 when the question names something no passage holds (``rag.sentences.QuestionProfile``), else 0.0.
     unknown_name: float
 
+    def values(self) -> tuple[float, float, float]:
+        """The signals in the order of ``FEATURES`` (``dataclasses.astuple`` copies deeply: slow per hit)."""
+        return self.sentence_cosine, self.known_terms, self.unknown_name
+
 
 def confidence(evidence: Evidence, weights: Sequence[float]) -> float:
     """``sigmoid(bias + w · signals)`` with ``weights = (bias, *w)``: between 0 and 1."""
-    total = weights[0] + sum(w * x for w, x in zip(weights[1:], astuple(evidence)))
+    total = weights[0] + sum(w * x for w, x in zip(weights[1:], evidence.values()))
     return 1.0 / (1.0 + math.exp(-max(-60.0, min(60.0, total))))
 
 
@@ -55,7 +59,7 @@ def fit(rows: Sequence[Evidence], labels: Sequence[int], *, steps: int = 20_000,
     """
     import numpy as np
 
-    x = np.hstack([np.ones((len(rows), 1)), np.asarray([astuple(row) for row in rows], dtype=float)])
+    x = np.hstack([np.ones((len(rows), 1)), np.asarray([row.values() for row in rows], dtype=float)])
     y = np.asarray(labels, dtype=float)
     balance = np.where(y == 1, 0.5 / max(y.sum(), 1), 0.5 / max((1 - y).sum(), 1))
     weights = np.zeros(x.shape[1])

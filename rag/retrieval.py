@@ -529,7 +529,7 @@ class Retriever:
         ranked = self._rank(index, question, query_vector, mode, max(self.fusion.candidates, 4 * k), allowed, filters)
         if self.reranker is not None:
             ranked = self._rerank(index, question, ranked[: max(4 * k, 20)])
-        records = index.passages.passages([passage_id for passage_id, _ in ranked[: 8 * k + 20]])
+        records = index.passages.passages([passage_id for passage_id, _ in ranked[: self.fusion.pool(k)]])
         ordered = [(records[i], score) for i, score in ranked if i in records]
         profile = question_profile(question, index.lexical.idf, len(index.lexical))
         quotes: dict[int, list[Quote]] = {}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import pytest
@@ -89,3 +90,9 @@ def test_questions_naming_what_no_brief_holds_are_not_answered(seeds_retriever: 
 def test_a_capital_named_for_its_country_is_answered(seeds_retriever: Retriever) -> None:
     hits = seeds_retriever.search("Which of Belarus' key defence needs could Beijing's arms makers meet?")
     assert answer_found(hits) and hits[0].evidence is not None and hits[0].evidence.unknown_name == 0.0
+
+
+def test_values_follow_the_features_order():
+    evidence = Evidence(sentence_cosine=0.25, known_terms=0.5, unknown_name=1.0)
+    assert tuple(field.name for field in dataclasses.fields(Evidence)) == FEATURES
+    assert evidence.values() == dataclasses.astuple(evidence) == (0.25, 0.5, 1.0)

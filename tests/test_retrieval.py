@@ -110,6 +110,21 @@ def test_weighing_the_best_sentence_puts_answering_passages_first(seeds_retrieve
     assert held >= baseline + 0.03, f"with sentence weight {held:.3f}, without {baseline:.3f}"
 
 
+def test_a_search_reads_and_scores_only_its_pool_of_candidates(seeds_retriever: Retriever) -> None:
+    narrow = Retriever(seeds_retriever.corpus, seeds_retriever.index_dir, seeds_retriever.settings,
+                       seeds_retriever._index, FusionSettings(pool_per_hit=1, pool_extra=2))
+    index = seeds_retriever._index
+    read: list[int] = []
+    original = index.passages.passages
+    index.passages.passages = lambda ids: read.append(len(ids)) or original(ids)  # type: ignore[method-assign]
+    try:
+        hits = narrow.search("What did Belarus seek from China?", k=5)
+    finally:
+        del index.passages.passages
+    assert narrow.fusion.pool(5) == 7 and FusionSettings().pool(10) == 40
+    assert read and max(read) <= 7 and len(hits) == 5
+
+
 def test_held_out_question_set_finds_the_evidence(seeds_retriever: Retriever, seeds_copy: Path) -> None:
     """Questions written after tuning, never tuned on: floors against regressions, not targets."""
     questions = load_questions("seeds_qa_heldout.jsonl")
