@@ -13,7 +13,7 @@ import functools
 import itertools
 import re
 import threading
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
@@ -64,6 +64,8 @@ from .stores.passages import Filters, PassageRecord
 _QUESTION_CACHE_SIZE = 1024
 #: Questions encoded per model call by :meth:`Retriever.search_many`.
 QUESTION_BATCH = 64
+#: Threads per retriever that encode single questions while their searches run BM25.
+QUESTION_WORKERS = 4
 _SURROGATE_RE = re.compile("[\ud800-\udfff]")
 
 Key = TypeVar("Key", int, str)
@@ -212,6 +214,8 @@ class Retriever:
         self._refresh_lock = threading.Lock()
         self._cache_lock = threading.Lock()
         self._question_vectors: OrderedDict[str, np.ndarray] = OrderedDict()
+        # Encodes a question while the asking thread runs BM25 (onnxruntime releases the GIL).
+        self._encoding = ThreadPoolExecutor(max_workers=QUESTION_WORKERS, thread_name_prefix="rag-question")
 
     @classmethod
     def open(
@@ -372,8 +376,16 @@ class Retriever:
         question = validate_query(question, k, mode)
         _check_mmr(mmr)
         filters = self.resolve_filters(filters)
-        vector = self.encode_questions([question])[0]
-        return self._answer(question, vector, k, mode, filters, mmr)
+        return self._answer(question, self._encode_meanwhile(question), k, mode, filters, mmr)
+
+    def _encode_meanwhile(self, question: str) -> Future[np.ndarray]:
+        """The question's vector: at once when cached, else encoded on a worker thread so that the
+        caller can run the lexical search meanwhile (``Future.result`` waits for it)."""
+        with self._cache_lock:
+            cached = self._question_vectors.get(question)
+        if cached is not None:
+            return _ready(cached)
+        return self._encoding.submit(lambda: self.encode_questions([question])[0])
 
     def resolve_filters(self, filters: Filters | None) -> Filters | None:
         """``filters`` as the index names things; raises ``QueryError`` for one that matches nothing.
@@ -470,10 +482,10 @@ class Retriever:
             if isinstance(item, QueryError):
                 yield Answer(question, [], str(item))
             else:
-                yield Answer(question, self._answer(item, vectors[item], k, mode, filters, mmr))
+                yield Answer(question, self._answer(item, _ready(vectors[item]), k, mode, filters, mmr))
 
     def _answer(
-        self, question: str, vector: np.ndarray, k: int, mode: str, filters: Filters | None, mmr: float | None
+        self, question: str, vector: Future[np.ndarray], k: int, mode: str, filters: Filters | None, mmr: float | None
     ) -> list[Hit]:
         """Search, then make sure every cited file is still what was indexed (re-indexing it if not)."""
         with self._lease() as index:
@@ -515,7 +527,7 @@ class Retriever:
         self,
         index: OpenIndex,
         question: str,
-        query_vector: np.ndarray,
+        encoding: Future[np.ndarray],
         k: int,
         mode: str,
         filters: Filters | None,
@@ -526,7 +538,8 @@ class Retriever:
             allowed = set(index.passages.filtered_ids(filters))
             if not allowed:
                 return []
-        ranked = self._rank(index, question, query_vector, mode, max(self.fusion.candidates, 4 * k), allowed, filters)
+        ranked = self._rank(index, question, encoding, mode, max(self.fusion.candidates, 4 * k), allowed, filters)
+        query_vector = encoding.result()
         if self.reranker is not None:
             ranked = self._rerank(index, question, ranked[: max(4 * k, 20)])
         records = index.passages.passages([passage_id for passage_id, _ in ranked[: self.fusion.pool(k)]])
@@ -559,22 +572,23 @@ class Retriever:
         self,
         index: OpenIndex,
         question: str,
-        query_vector: np.ndarray,
+        encoding: Future[np.ndarray],
         mode: str,
         candidates: int,
         allowed: set[int] | None,
         filters: Filters | None,
     ) -> list[tuple[int, float]]:
         """The candidates of one question by the mode's lists, fused; ``allowed`` holds the ids ``filters`` select
-        (a vector store that keeps the passages' metadata applies ``filters`` itself)."""
+        (a vector store that keeps the passages' metadata applies ``filters`` itself). BM25 runs first,
+        while ``encoding`` may still be under way."""
         dense: dict[int, float] = {}
         lexical: dict[int, float] = {}
-        if mode in ("dense", "hybrid"):
-            scores, ids = index.vectors.search(query_vector[None, :], candidates, allowed, filters)
-            dense = {int(i): float(s) for s, i in zip(scores[0], ids[0]) if i >= 0}
         if mode in ("bm25", "hybrid"):
             scores, ids = index.lexical.search(question, candidates, allowed)
             lexical = {int(i): float(s) for s, i in zip(scores, ids)}
+        if mode in ("dense", "hybrid"):
+            scores, ids = index.vectors.search(encoding.result()[None, :], candidates, allowed, filters)
+            dense = {int(i): float(s) for s, i in zip(scores[0], ids[0]) if i >= 0}
         return self._fuse(dense, lexical, mode, lexical_complete=len(lexical) < candidates)
 
     def _fuse(
@@ -628,6 +642,13 @@ class Retriever:
         texts = [search_text(records[i].kind, records[i].title, records[i].text) for i in ids]
         scores = self.reranker.score(question, texts)
         return sorted(zip(ids, scores), key=lambda item: -item[1])
+
+def _ready(vector: np.ndarray) -> Future[np.ndarray]:
+    """A vector already at hand, as the future a search waits on."""
+    future: Future[np.ndarray] = Future()
+    future.set_result(vector)
+    return future
+
 
 def _match_source(given: str, known: Sequence[str], root: Path | None) -> str:
     """The indexed source that ``given`` names: exactly, as a path inside the corpus, or by a unique prefix."""

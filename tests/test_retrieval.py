@@ -125,6 +125,32 @@ def test_a_search_reads_and_scores_only_its_pool_of_candidates(seeds_retriever: 
     assert read and max(read) <= 7 and len(hits) == 5
 
 
+def test_a_new_question_is_encoded_while_bm25_searches(seeds_retriever: Retriever) -> None:
+    real, searched, overlapped = seeds_retriever.encoder, threading.Event(), []
+
+    class WaitsForBm25:
+        name, dimension = real.name, real.dimension
+
+        def encode(self, texts: list[str]) -> np.ndarray:
+            overlapped.append(searched.wait(timeout=5))  # False when BM25 only starts once this returns
+            return real.encode(texts)
+
+    index = seeds_retriever._index
+    retriever = Retriever(seeds_retriever.corpus, seeds_retriever.index_dir, seeds_retriever.settings, index,
+                          encoder=WaitsForBm25())
+    original = index.lexical.search
+    index.lexical.search = lambda *args: (searched.set(), original(*args))[1]  # type: ignore[method-assign]
+    try:
+        hits = retriever.search("Which rockets did Belarus develop with Chinese help?", k=3)
+        again = retriever.search("Which rockets did Belarus develop with Chinese help?", k=3)
+    finally:
+        del index.lexical.search
+    assert overlapped == [True], "the second search takes the cached vector"
+    assert [hit.chunk_id for hit in hits] == [hit.chunk_id for hit in again]
+    assert [hit.chunk_id for hit in hits] == [hit.chunk_id for hit in seeds_retriever.search(
+        "Which rockets did Belarus develop with Chinese help?", k=3)]
+
+
 def test_held_out_question_set_finds_the_evidence(seeds_retriever: Retriever, seeds_copy: Path) -> None:
     """Questions written after tuning, never tuned on: floors against regressions, not targets."""
     questions = load_questions("seeds_qa_heldout.jsonl")

@@ -223,17 +223,31 @@ class Bm25:
         total = sum(float(np.asarray(segment.lengths)[live].sum(dtype=np.float64)) for segment, live in self._parts)
         self._average_length = total / self._documents if self._documents else 1.0
         self._frequencies: dict[str, int] = {}  # live document frequency by term (the parts never change)
+        self._all_live = [bool(live.all()) for _, live in self._parts]
+        self._norms: list[np.ndarray | None] = [None] * len(self._parts)
 
     def __len__(self) -> int:
         return self._documents
 
     def _live_postings(self, term: str) -> list[tuple[np.ndarray, np.ndarray]]:
         found = []
-        for segment, live in self._parts:
+        for (segment, live), all_live in zip(self._parts, self._all_live):
             rows, counts = segment.postings(term)
-            keep = live[rows]
-            found.append((rows[keep], counts[keep]))
+            if not all_live:
+                keep = live[rows]
+                rows, counts = rows[keep], counts[keep]
+            found.append((rows, counts))
         return found
+
+    def _norm(self, part: int) -> np.ndarray:
+        """BM25's length normalisation ``k1 * (1 - b + b * length / average)`` of every row of a part
+        (computed on first use: the parts and their statistics never change)."""
+        norm = self._norms[part]
+        if norm is None:
+            lengths = np.asarray(self._parts[part][0].lengths, dtype=np.float32)
+            norm = np.float32(K1) * (np.float32(1 - B) + np.float32(B) * lengths / np.float32(self._average_length))
+            self._norms[part] = norm
+        return norm
 
     def _frequency(self, term: str) -> int:
         """How many live texts hold ``term`` (remembered: sentence scoring asks for the same terms again)."""
@@ -275,12 +289,10 @@ class Bm25:
             frequency = sum(len(rows) for rows, _ in postings)
             if not frequency:
                 continue
-            idf = np.float32(self._idf(frequency))
-            repeats = np.float32(query_terms.count(term))  # bm25s adds a repeated query term's scores again
-            for (segment, _), total, (rows, counts) in zip(self._parts, totals, postings):
-                lengths = np.asarray(segment.lengths)[rows]
-                norm = np.float32(K1) * (np.float32(1 - B) + np.float32(B) * lengths / np.float32(self._average_length))
-                total[rows] += repeats * (idf * (counts / (norm + counts)))
+            # bm25s adds a repeated query term's scores again
+            weight = np.float32(query_terms.count(term)) * np.float32(self._idf(frequency))
+            for part, (total, (rows, counts)) in enumerate(zip(totals, postings)):
+                total[rows] += weight * (counts / (self._norm(part)[rows] + counts))
         scores, ids = [], []
         allowed_ids = np.fromiter(allowed, dtype=np.int64) if allowed is not None else None
         for (segment, _), total in zip(self._parts, totals):
