@@ -3,9 +3,9 @@
 Search needs a :class:`QuestionEncoder`; indexing needs a :class:`PassageEmbedder` (batch
 encoding and token counting). The factories pick the implementation. Passages go through the
 model's ONNX export run by onnxruntime (``rag.onnx_encoder``: exported once per model into a
-cache; the same vectors as sentence-transformers, 1.5 to 1.8 times as many passages a second,
-over 3 times with the export quantized to int8) unless the model cannot be exported, then
-through sentence-transformers. Questions go through the torch-free ONNX export kept in the
+cache; the same vectors as sentence-transformers, 1.3 to 1.8 times as many passages a second;
+2.2 to 2.5 times with the export quantized to int8, ``"onnx-int8"``) unless the model cannot be
+exported, then through sentence-transformers. ``$RAG_PASSAGE_EMBEDDER`` picks another backend. Questions go through the torch-free ONNX export kept in the
 index when its manifest says there is one, else through sentence-transformers. For large
 corpora, ``rag.ray_embedding`` spreads passage embedding over a Ray cluster (an optional extra).
 
@@ -38,6 +38,8 @@ MODEL_BACKEND = "sentence-transformers"
 ONNX_INT8_BACKEND = "onnx-int8"
 #: The passage embedder backends, the default first.
 PASSAGE_BACKENDS = (ONNX_BACKEND, ONNX_INT8_BACKEND, MODEL_BACKEND)
+#: Names the passage embedder backend to use instead of the default (for every command, so updates agree).
+PASSAGE_BACKEND_ENV = "RAG_PASSAGE_EMBEDDER"
 
 
 class QuestionEncoder(Protocol):
@@ -165,10 +167,24 @@ class SentenceTransformerEmbedder:
         export(self.path, folder)
 
 
-def passage_embedder(model: str = BUNDLED_MODEL, backend: str = ONNX_BACKEND) -> PassageEmbedder:
+def default_passage_backend() -> str:
+    """``$RAG_PASSAGE_EMBEDDER`` when set, else the first of ``PASSAGE_BACKENDS`` (``"onnx"``, float32).
+
+    ``onnx-int8`` embeds over twice as fast; its passages gave hybrid nDCG@10 at or above float32's on
+    SciFact, NFCorpus and TIME, but dense-only TIME 0.009 lower, and its vectors depend a little on
+    which texts share a batch (README, *Scale*), so it is not the default. Raises ``ModelError``
+    when the variable names no backend.
+    """
+    backend = os.environ.get(PASSAGE_BACKEND_ENV, "").strip() or PASSAGE_BACKENDS[0]
+    if backend not in PASSAGE_BACKENDS:
+        raise ModelError(f"${PASSAGE_BACKEND_ENV} is {backend!r}: it must be one of {', '.join(PASSAGE_BACKENDS)}")
+    return backend
+
+
+def passage_embedder(model: str = BUNDLED_MODEL, backend: str | None = None) -> PassageEmbedder:
     """The passage embedder of a model setting, loaded once per process and backend.
 
-    ``backend`` is one of ``PASSAGE_BACKENDS``. With ``"onnx"`` passages run through the
+    ``backend`` is one of ``PASSAGE_BACKENDS`` (default: :func:`default_passage_backend`). With ``"onnx"`` passages run through the
     model's ONNX export (exported into the cache on first use; loading it needs no torch), and
     the export's files become the index's question encoder; ``"onnx-int8"`` runs the export
     quantized to int8 instead (questions stay float32). When the model cannot be exported or
@@ -176,6 +192,7 @@ def passage_embedder(model: str = BUNDLED_MODEL, backend: str = ONNX_BACKEND) ->
     warning says so once. The embedder's ``backend`` attribute names the one that runs: record
     it in a manifest. Raises ``ModelError`` when the model itself cannot be found or loaded.
     """
+    backend = backend or default_passage_backend()
     if backend not in PASSAGE_BACKENDS:
         raise ValueError(f"unknown passage embedder backend {backend!r} (one of {', '.join(PASSAGE_BACKENDS)})")
     return _passage_embedder(model, backend)

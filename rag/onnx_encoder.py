@@ -22,6 +22,7 @@ import inspect
 import json
 import logging
 import os
+import re
 import shutil
 import tempfile
 import warnings
@@ -40,7 +41,10 @@ TOKENIZER_FILE = "tokenizer.json"
 CONFIG_FILE = "encoder.json"
 FILES = (ONNX_FILE, TOKENIZER_FILE, CONFIG_FILE)
 #: The int8 variant of ``ONNX_FILE`` (see :func:`quantize`), beside it in a cached export; never in an index.
-INT8_FILE = "model.int8.onnx"
+INT8_FILE = "model.int8-v2.onnx"
+#: MatMul nodes of the first transformer layer, as Hugging Face exports name them ("/layer.0/", "layers.0."):
+#: :func:`quantize` keeps them float32.
+_FIRST_LAYER_RE = re.compile(r"[./]layers?[._]0[./]")
 #: Tokens per model call (texts x longest text, padding included): texts are sorted by length
 #: and cut into batches of about this size, so memory stays bounded and little goes to padding.
 BATCH_TOKENS = 4096
@@ -182,9 +186,12 @@ def quantize(folder: Path) -> Path:
     """The int8 model of the export in ``folder`` (``INT8_FILE``), made on first use.
 
     MatMul weights become int8 per output channel, activations are quantized per call
-    (``onnxruntime.quantization.quantize_dynamic``); embeddings, layer norms and the attention
-    products stay float32. Vectors move by a cosine of about 0.995 from the float32 ones;
-    nDCG@10 stays within 0.005 on SciFact and NFCorpus. Raises ``ExportError`` when it fails.
+    (``onnxruntime.quantization.quantize_dynamic``); embeddings, layer norms, the attention
+    products and the first transformer layer stay float32. The first layer is the one whose
+    quantization moves the vectors most (measured one layer at a time on 1,500 passages each of
+    TIME, SciFact and NFCorpus): keeping it raises the mean cosine with the float32 vectors from
+    0.993 to 0.995 on TIME and keeps about 2.5 times the passages a second of sentence-transformers
+    (2.8 with every layer quantized, 1.4 for float32). Raises ``ExportError`` when it fails.
     """
     target = folder / INT8_FILE
     if target.is_file():
@@ -199,7 +206,8 @@ def quantize(folder: Path) -> Path:
     root.addFilter(_no_advice)
     try:
         quantize_dynamic(folder / ONNX_FILE, name, weight_type=QuantType.QInt8, per_channel=True,
-                         op_types_to_quantize=["MatMul"], extra_options={"MatMulConstBOnly": True})
+                         op_types_to_quantize=["MatMul"], nodes_to_exclude=_first_layer_matmuls(folder / ONNX_FILE),
+                         extra_options={"MatMulConstBOnly": True})
         os.replace(name, target)
     except Exception as error:  # noqa: BLE001 - any quantizer failure means: no int8 model
         raise ExportError(f"cannot quantize {folder / ONNX_FILE}: {error}") from None
@@ -208,6 +216,14 @@ def quantize(folder: Path) -> Path:
         root.removeHandler(silence)
         Path(name).unlink(missing_ok=True)
     return target
+
+
+def _first_layer_matmuls(path: Path) -> list[str]:
+    """Names of the MatMul nodes of the model's first transformer layer (none when the export names no layers)."""
+    import onnx
+
+    graph = onnx.load(str(path), load_external_data=False).graph
+    return [node.name for node in graph.node if node.op_type == "MatMul" and _FIRST_LAYER_RE.search(node.name)]
 
 
 def _no_advice(record: logging.LogRecord) -> bool:

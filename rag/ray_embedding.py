@@ -52,7 +52,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .config import BUNDLED_MODEL, model_setting
-from .embedding import ONNX_BACKEND, passage_embedder
+from .embedding import default_passage_backend, passage_embedder
 from .errors import ModelError
 from .throughput import best_of_turns
 
@@ -100,13 +100,14 @@ class RayPassageEmbedder:
     def __init__(
         self,
         model: str = BUNDLED_MODEL,
-        backend: str = ONNX_BACKEND,
+        backend: str | None = None,
         *,
         address: str | None = None,
         actors: int | None = None,
         documents_per_batch: int = DOCUMENTS_PER_BATCH,
     ) -> None:
         require_ray()
+        backend = backend or default_passage_backend()  # resolved here: actors may not share this environment
         self._local = passage_embedder(model, backend)
         self._model, self._inner_backend = model, backend
         self.name = self._local.name

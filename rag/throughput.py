@@ -21,13 +21,13 @@ from pathlib import Path
 from typing import Any
 
 from .config import BENCHMARK_CHUNK_TOKENS, BENCHMARK_OVERLAP_TOKENS, model_setting
-from .embedding import ONNX_BACKEND, PASSAGE_BACKENDS, offline, passage_embedder, resolve_model_path
+from .embedding import PASSAGE_BACKEND_ENV, PASSAGE_BACKENDS, offline, passage_embedder, resolve_model_path
 
 #: Texts each side encodes once before timing starts (loads lazy parts, sizes buffers).
 WARM_UP = 64
 
 
-def measure(texts: list[str], repeats: int = 2, backend: str = ONNX_BACKEND) -> dict[str, float | int | str]:
+def measure(texts: list[str], repeats: int = 2, backend: str | None = None) -> dict[str, float | int | str]:
     """Passages per second of indexing's passage embedder and of the reference, and their ratio.
 
     The reference is ``SentenceTransformer(model folder).encode(texts, batch_size=32)``; ours is
@@ -98,8 +98,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("corpus", type=Path, help="BEIR folder whose corpus.jsonl gives the passages")
     parser.add_argument("--passages", type=int, default=2000, help="passages to encode (default: 2000)")
     parser.add_argument("--repeats", type=int, default=2, help="timed runs of each side (default: 2)")
-    parser.add_argument("--backend", choices=PASSAGE_BACKENDS, default=ONNX_BACKEND,
-                        help=f"passage embedder to measure (default: {ONNX_BACKEND})")
+    parser.add_argument("--backend", choices=PASSAGE_BACKENDS, default=None,
+                        help=f"passage embedder to measure (default: ${PASSAGE_BACKEND_ENV}, else {PASSAGE_BACKENDS[0]})")
     args = parser.parse_args(argv)
     json.dump(measure(beir_passages(args.corpus, args.passages), args.repeats, args.backend), sys.stdout)
     print()

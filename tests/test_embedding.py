@@ -99,8 +99,8 @@ def expected(reference) -> tuple[list[str], np.ndarray]:
 
 @pytest.fixture(scope="module")
 def onnx_embedder() -> OnnxPassageEmbedder:
-    """The default passage embedder: the ONNX one (its export cached from here on)."""
-    model = passage_embedder()
+    """The float32 ONNX passage embedder (its export cached from here on)."""
+    model = passage_embedder(BUNDLED_MODEL, ONNX_BACKEND)
     assert isinstance(model, OnnxPassageEmbedder) and model.backend == ONNX_BACKEND
     return model
 
@@ -158,6 +158,30 @@ def test_int8_passages_stay_close_and_questions_stay_float32(
     int8.export_question_encoder(tmp_path / "encoder")
     assert sorted(path.name for path in (tmp_path / "encoder").iterdir()) == sorted(FILES)
     assert (tmp_path / "encoder" / "model.onnx").read_bytes() == (onnx_embedder.folder / "model.onnx").read_bytes()
+
+
+def test_the_environment_picks_the_passage_backend(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(embedding.PASSAGE_BACKEND_ENV, raising=False)
+    assert embedding.default_passage_backend() == ONNX_BACKEND == embedding.PASSAGE_BACKENDS[0]
+    monkeypatch.setenv(embedding.PASSAGE_BACKEND_ENV, " onnx-int8 ")
+    assert embedding.default_passage_backend() == ONNX_INT8_BACKEND
+    monkeypatch.setenv(embedding.PASSAGE_BACKEND_ENV, "torch")
+    with pytest.raises(ModelError, match="RAG_PASSAGE_EMBEDDER is 'torch'"):
+        passage_embedder(BUNDLED_MODEL)
+
+
+@pytest.mark.slow
+def test_the_int8_model_keeps_the_first_layer_float32(onnx_embedder: OnnxPassageEmbedder) -> None:
+    import onnx
+
+    int8 = passage_embedder(BUNDLED_MODEL, ONNX_INT8_BACKEND)
+    assert isinstance(int8, OnnxPassageEmbedder)
+    nodes = onnx.load(str(int8.folder / INT8_FILE), load_external_data=False).graph.node
+    float32 = {node.name for node in nodes if node.op_type == "MatMul"}
+    quantized = [node.name for node in nodes if node.op_type in ("MatMulInteger", "DynamicQuantizeMatMul")]
+    assert quantized and not any("layer.0/" in name for name in quantized)
+    assert {"/model/encoder/layer.0/intermediate/dense/MatMul", "/model/encoder/layer.0/output/dense/MatMul"} <= float32
+    assert not any("layer.5/" in name and "dense" in name for name in float32)  # later layers are int8
 
 
 @pytest.mark.slow
