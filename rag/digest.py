@@ -67,11 +67,20 @@ def timeline(hits: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
     return [{**week_entry, "briefs": list(week_entry["briefs"].values())} for week_entry in ordered]
 
 
-def week(entry: Mapping[str, Any]) -> str:
-    """``"2019-04-15–2019-04-21"``, or ``"no date"``."""
-    if not entry["week_start"]:
+def week_label(week_start: str | None, week_end: str | None) -> str:
+    """``"2019-04-15–2019-04-21"``, or ``"no date"`` for a document without a week.
+
+    >>> week_label("2019-04-15", "2019-04-21"), week_label("2019-04-15", "2019-04-15"), week_label(None, None)
+    ('2019-04-15–2019-04-21', '2019-04-15', 'no date')
+    """
+    if not week_start:
         return "no date"
-    return f"{entry['week_start']}–{entry['week_end']}" if entry["week_end"] else entry["week_start"]
+    return f"{week_start}–{week_end}" if week_end and week_end != week_start else week_start
+
+
+def week(entry: Mapping[str, Any]) -> str:
+    """The :func:`week_label` of a digest entry or hit."""
+    return week_label(entry["week_start"], entry["week_end"])
 
 
 def digest_markdown(question: str, entries: Sequence[Mapping[str, Any]]) -> str:

@@ -16,7 +16,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from html import escape
 from typing import Any
 
-from .digest import digest_markdown, week
+from .digest import digest_markdown, week, week_label
 from .documents import Document
 
 #: Element id of the highlighted passage in the brief reader (scrolled into view).
@@ -87,13 +87,6 @@ CSS = """
 .rag-corpus code { font-size: 0.8rem; }
 .rag-corpus td.rag-number { text-align: right; }
 """
-
-
-def week_label(week_start: str | None, week_end: str | None) -> str:
-    """``"2019-04-15–2019-04-21"``, or ``"no date"`` for a document without a week."""
-    if not week_start:
-        return "no date"
-    return f"{week_start}–{week_end}" if week_end and week_end != week_start else week_start
 
 
 def citation(hit: Mapping[str, Any]) -> str:
