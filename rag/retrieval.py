@@ -337,10 +337,7 @@ class Retriever:
     def encode_questions(self, questions: Sequence[str]) -> np.ndarray:
         """Question vectors, one row per question, cached per question text (the most recent 1,024)."""
         unique = list(dict.fromkeys(questions))
-        with self._cache_lock:
-            found = {q: self._question_vectors[q] for q in unique if q in self._question_vectors}
-            for question in found:
-                self._question_vectors.move_to_end(question)
+        found = self._cached_vectors(unique)
         missing = [q for q in unique if q not in found]
         if missing:
             found.update(zip(missing, self.encoder.encode(missing)))
@@ -350,6 +347,14 @@ class Retriever:
                 while len(self._question_vectors) > _QUESTION_CACHE_SIZE:
                     self._question_vectors.popitem(last=False)
         return np.vstack([found[q] for q in questions])
+
+    def _cached_vectors(self, questions: Iterable[str]) -> dict[str, np.ndarray]:
+        """The cached vectors among ``questions`` (distinct), each marked as just used."""
+        with self._cache_lock:
+            found = {q: self._question_vectors[q] for q in questions if q in self._question_vectors}
+            for question in found:
+                self._question_vectors.move_to_end(question)
+        return found
 
     def forget_questions(self) -> None:
         """Empty the question-vector cache (benchmarks time encoding from a cold cache)."""
@@ -381,9 +386,7 @@ class Retriever:
     def _encode_meanwhile(self, question: str) -> Future[np.ndarray]:
         """The question's vector: at once when cached, else encoded on a worker thread so that the
         caller can run the lexical search meanwhile (``Future.result`` waits for it)."""
-        with self._cache_lock:
-            cached = self._question_vectors.get(question)
-        if cached is not None:
+        if (cached := self._cached_vectors([question]).get(question)) is not None:
             return _ready(cached)
         return self._encoding.submit(lambda: self.encode_questions([question])[0])
 
