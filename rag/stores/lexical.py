@@ -278,34 +278,71 @@ class Bm25:
         """Top ``k`` (scores, ids) with a positive BM25 score, best first.
 
         ``allowed`` restricts which ids are returned, not the statistics (as bm25s' weight mask).
+        Terms are scored rarest (highest weight) first. Without ``allowed``, once the ``k``-th best
+        score so far is at least the total weight of the terms left, no text those terms alone
+        hold can reach the top ``k`` (a term adds less than its weight: MaxScore), so they are
+        added to the texts already found only. The result is the exhaustive one.
         """
         empty = (np.zeros(0, dtype=np.float32), np.zeros(0, dtype=np.int64))
         query_terms = terms(query)
-        if not query_terms or not self._documents or (allowed is not None and not allowed):
+        if not query_terms or not self._documents or k < 1 or (allowed is not None and not allowed):
             return empty
+        weighted = self._weighted_terms(query_terms)
         totals = [np.zeros(len(segment), dtype=np.float32) for segment, _ in self._parts]
-        for term in set(query_terms):
-            postings = self._live_postings(term)
-            frequency = sum(len(rows) for rows, _ in postings)
-            if not frequency:
-                continue
-            # bm25s adds a repeated query term's scores again
-            weight = np.float32(query_terms.count(term)) * np.float32(self._idf(frequency))
-            for part, (total, (rows, counts)) in enumerate(zip(totals, postings)):
-                total[rows] += weight * (counts / (self._norm(part)[rows] + counts))
+        seen = [np.zeros(len(segment), dtype=bool) for segment, _ in self._parts]
+        found: list[list[np.ndarray]] = [[] for _ in self._parts]
+        left, done, widen = sum(float(weight) for weight, _ in weighted), 0.0, True
+        for weight, postings in weighted:
+            # checked only once the terms scanned could outweigh those left; once out of reach, always
+            widen = widen and (allowed is not None or done < left or not self._out_of_reach(totals, found, k, left))
+            for part, (rows, counts) in enumerate(postings):
+                if widen:
+                    fresh = rows[~seen[part][rows]]
+                    seen[part][fresh] = True
+                    found[part].append(fresh)
+                else:
+                    keep = seen[part][rows]
+                    rows, counts = rows[keep], counts[keep]
+                totals[part][rows] += weight * (counts / (self._norm(part)[rows] + counts))
+            left -= float(weight)
+            done += float(weight)
         scores, ids = [], []
-        allowed_ids = np.fromiter(allowed, dtype=np.int64) if allowed is not None else None
-        for (segment, _), total in zip(self._parts, totals):
-            rows = np.flatnonzero(total > 0)
-            found = np.asarray(segment.ids)[rows]
-            if allowed_ids is not None:
-                keep = np.isin(found, allowed_ids)
-                rows, found = rows[keep], found[keep]
+        for (segment, _), total, pieces in zip(self._parts, totals, found):
+            rows = np.concatenate(pieces) if pieces else np.zeros(0, dtype=np.int64)
+            ids_found = np.asarray(segment.ids)[rows]
+            if allowed is not None:
+                keep = np.isin(ids_found, np.fromiter(allowed, dtype=np.int64))
+                rows, ids_found = rows[keep], ids_found[keep]
             scores.append(total[rows])
-            ids.append(found)
+            ids.append(ids_found)
         all_scores, all_ids = np.concatenate(scores), np.concatenate(ids)
         if len(all_scores) > k:
             top = np.argpartition(-all_scores, k - 1)[:k]
             all_scores, all_ids = all_scores[top], all_ids[top]
         order = np.argsort(-all_scores, kind="stable")
         return all_scores[order].astype(np.float32), all_ids[order]
+
+    def _weighted_terms(self, query_terms: list[str]) -> list[tuple[np.float32, list[tuple[np.ndarray, np.ndarray]]]]:
+        """The query's distinct terms that some live text holds, as (weight, live postings per part), the
+        highest weight first. A term's weight, its IDF times its count in the query (bm25s adds a
+        repeated query term's scores again), is more than it can add to any text's score."""
+        weighted = []
+        for term in dict.fromkeys(query_terms):
+            postings = self._live_postings(term)
+            frequency = sum(len(rows) for rows, _ in postings)
+            if frequency:
+                weighted.append((np.float32(query_terms.count(term)) * np.float32(self._idf(frequency)), postings))
+        return sorted(weighted, key=lambda item: -item[0])
+
+    @staticmethod
+    def _out_of_reach(totals: list[np.ndarray], found: list[list[np.ndarray]], k: int, left: float) -> bool:
+        """Whether ``k`` texts found so far score at least ``left`` (with a margin for float32 rounding),
+        so that no text the remaining terms alone hold can enter the top ``k``."""
+        scores = np.concatenate([total[np.concatenate(pieces)] for total, pieces in zip(totals, found) if pieces])
+        if len(scores) < k:
+            return False
+        return float(np.partition(scores, len(scores) - k)[len(scores) - k]) >= left * _MARGIN
+
+
+#: How far the k-th best score must clear the weight of the terms left before they stop widening the search.
+_MARGIN = 1.0001

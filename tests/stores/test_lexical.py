@@ -7,6 +7,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from rag.stores.lexical import Bm25, LexicalSegment, term_overlap, terms
 
@@ -114,6 +116,34 @@ def test_scores_equal_bm25s_over_the_live_texts_however_they_are_segmented(query
         scores, ids = store.search(query, 10)
         assert ids.tolist() == expected_ids
         assert scores == pytest.approx(expected_scores, rel=1e-5)
+
+
+#: Words from very rare to very common, so a few rare terms settle the top k and the common ones are pruned.
+WORDS = ["missile", "radar", "chassis", "drone", "treaty", "export", "army", "china", "turkey", "belarus"]
+_word = st.sampled_from([word for rank, word in enumerate(WORDS, start=1) for _ in range(rank * rank)])
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    texts=st.lists(st.lists(_word, min_size=1, max_size=12).map(" ".join), min_size=1, max_size=60),
+    query=st.lists(st.sampled_from(WORDS), min_size=1, max_size=6).map(" ".join),
+    k=st.integers(1, 8),
+    dead=st.sets(st.integers(0, 59)),
+)
+def test_pruned_search_returns_the_exhaustive_top_k(texts: list[str], query: str, k: int, dead: set[int]) -> None:
+    """Skipping common terms for texts they alone hold (MaxScore) never changes the top k:
+    an allow-list of every id turns pruning off, so it gives the exhaustive scores."""
+    half = len(texts) // 2
+    parts = [
+        (LexicalSegment.build(list(range(a, b)), texts[a:b]), np.array([i not in dead for i in range(a, b)], dtype=bool))
+        for a, b in ((0, half), (half, len(texts)))
+    ]
+    store = Bm25(parts)
+    scores, ids = store.search(query, k)
+    every_scores, every_ids = store.search(query, len(texts), allowed=set(range(len(texts))))
+    exhaustive = dict(zip(every_ids.tolist(), every_scores.tolist()))
+    assert scores.tolist() == every_scores[:k].tolist()
+    assert [exhaustive[i] for i in ids.tolist()] == scores.tolist()
 
 
 def test_merge_keeps_only_the_masked_rows_and_sorting_restores_id_order() -> None:
