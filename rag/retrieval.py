@@ -57,6 +57,7 @@ from .index import (
     open_index,
     search_text,
 )
+from .reads import SearchReads
 from .rerank import Reranker
 from .sentences import QuestionProfile, question_profile, score_sentences, sentence_terms
 from .stores.passages import Filters, PassageRecord
@@ -541,16 +542,19 @@ class Retriever:
             allowed = set(index.passages.filtered_ids(filters))
             if not allowed:
                 return []
-        ranked = self._rank(index, question, encoding, mode, max(self.fusion.candidates, 4 * k), allowed, filters)
+        reads = SearchReads(index.passages)
+        scored = mode == "hybrid" and self.reranker is None and bool(self.fusion.sentence_weight)
+        ranked = self._rank(index, question, encoding, mode, max(self.fusion.candidates, 4 * k), allowed, filters,
+                            reads if scored else None, self.fusion.pool(k))
         query_vector = encoding.result()
         if self.reranker is not None:
             ranked = self._rerank(index, question, ranked[: max(4 * k, 20)])
-        records = index.passages.passages([passage_id for passage_id, _ in ranked[: self.fusion.pool(k)]])
+        records = reads.records([passage_id for passage_id, _ in ranked[: self.fusion.pool(k)]])
         ordered = [(records[i], score) for i, score in ranked if i in records]
         profile = question_profile(question, index.lexical.idf, len(index.lexical))
         quotes: dict[int, list[Quote]] = {}
-        if mode == "hybrid" and self.reranker is None and self.fusion.sentence_weight:
-            quotes = _supporting_sentences(index, [record for record, _ in ordered], query_vector, question, profile)
+        if scored:
+            quotes = _supporting_sentences(reads, [record for record, _ in ordered], query_vector, profile)
             ordered = _add_sentence_scores(ordered, quotes, self.fusion.sentence_weight)
         ordered = ranking.drop_overlapping(ordered, lambda item: (item[0].source, item[0].start, item[0].end))
         if mmr is not None and ordered:
@@ -563,7 +567,7 @@ class Retriever:
                 break
             if record.id not in quotes:  # score the sentences of the next k candidates at once
                 upcoming = [r for r, _ in ordered[position : position + k] if r.id not in quotes]
-                quotes.update(_supporting_sentences(index, upcoming, query_vector, question, profile))
+                quotes.update(_supporting_sentences(reads, upcoming, query_vector, profile))
             # The best sentence no higher hit quotes already; a passage with nothing new to quote is left out.
             quote = next((q for q in quotes[record.id] if (record.source, q.span.start, q.span.end) not in quoted), None)
             if quote is not None:
@@ -580,15 +584,20 @@ class Retriever:
         candidates: int,
         allowed: set[int] | None,
         filters: Filters | None,
+        reads: SearchReads | None = None,
+        read_ahead: int = 0,
     ) -> list[tuple[int, float]]:
         """The candidates of one question by the mode's lists, fused; ``allowed`` holds the ids ``filters`` select
         (a vector store that keeps the passages' metadata applies ``filters`` itself). BM25 runs first,
-        while ``encoding`` may still be under way."""
+        while ``encoding`` may still be under way; then, until it is done, ``reads`` reads ahead the
+        records and sentence vectors of up to ``read_ahead`` of BM25's best."""
         dense: dict[int, float] = {}
         lexical: dict[int, float] = {}
         if mode in ("bm25", "hybrid"):
             scores, ids = index.lexical.search(question, candidates, allowed)
             lexical = {int(i): float(s) for s, i in zip(scores, ids)}
+            if reads is not None:
+                reads.read_ahead(list(lexical), until=encoding, limit=read_ahead)
         if mode in ("dense", "hybrid"):
             scores, ids = index.vectors.search(encoding.result()[None, :], candidates, allowed, filters)
             dense = {int(i): float(s) for s, i in zip(scores[0], ids[0]) if i >= 0}
@@ -779,11 +788,10 @@ _NEIGHBOUR_GAP = 8
 
 
 def _supporting_sentences(
-    index: OpenIndex,
+    reads: SearchReads,
     records: Sequence[PassageRecord],
     query_vector: np.ndarray,
-    question: str,
-    profile: QuestionProfile | None = None,
+    profile: QuestionProfile,
 ) -> dict[int, list[Quote]]:
     """For each passage id, its sentences with their scores, the best answer to the question first.
 
@@ -791,10 +799,8 @@ def _supporting_sentences(
     overlapping passages hold it, with the sentence before it as context when that one is among
     them too. A passage without stored sentences offers its first sentence, scored 0.
     """
-    if profile is None:
-        profile = question_profile(question, index.lexical.idf, len(index.lexical))
     keys = list(dict.fromkeys((r.source, s, e) for r in records for s, e in r.sentences))
-    stored = index.passages.sentence_vectors_of(keys)
+    stored = reads.sentence_vectors(keys)
     texts: dict[tuple[str, int, int], str] = {}
     for record in records:
         for start, end in record.sentences:

@@ -114,15 +114,16 @@ def test_a_search_reads_and_scores_only_its_pool_of_candidates(seeds_retriever: 
     narrow = Retriever(seeds_retriever.corpus, seeds_retriever.index_dir, seeds_retriever.settings,
                        seeds_retriever._index, FusionSettings(pool_per_hit=1, pool_extra=2))
     index = seeds_retriever._index
-    read: list[int] = []
+    read: list[list[int]] = []
     original = index.passages.passages
-    index.passages.passages = lambda ids: read.append(len(ids)) or original(ids)  # type: ignore[method-assign]
+    index.passages.passages = lambda ids: read.append(list(ids)) or original(ids)  # type: ignore[method-assign]
     try:
         hits = narrow.search("What did Belarus seek from China?", k=5)
     finally:
         del index.passages.passages
     assert narrow.fusion.pool(5) == 7 and FusionSettings().pool(10) == 40
-    assert read and max(read) <= 7 and len(hits) == 5
+    # the pool, and at most as many of BM25's best read ahead while the question encodes
+    assert read and max(map(len, read)) <= 7 and len({i for ids in read for i in ids}) <= 14 and len(hits) == 5
 
 
 def test_a_new_question_is_encoded_while_bm25_searches(seeds_retriever: Retriever) -> None:
@@ -149,6 +150,31 @@ def test_a_new_question_is_encoded_while_bm25_searches(seeds_retriever: Retrieve
     assert [hit.chunk_id for hit in hits] == [hit.chunk_id for hit in again]
     assert [hit.chunk_id for hit in hits] == [hit.chunk_id for hit in seeds_retriever.search(
         "Which rockets did Belarus develop with Chinese help?", k=3)]
+
+
+def test_while_the_question_encodes_bm25s_best_passages_are_read_ahead(seeds_retriever: Retriever) -> None:
+    real, read, waited = seeds_retriever.encoder, threading.Event(), []
+    question = "Which observers came to the firing of the Polonaise?"
+
+    class WaitsForReads:
+        name, dimension = real.name, real.dimension
+
+        def encode(self, texts: list[str]) -> np.ndarray:
+            waited.append(read.wait(timeout=5))  # False when nothing is read before the vector is there
+            return real.encode(texts)
+
+    index = seeds_retriever._index
+    retriever = Retriever(seeds_retriever.corpus, seeds_retriever.index_dir, seeds_retriever.settings, index,
+                          encoder=WaitsForReads())
+    original = index.passages.sentence_vectors_of
+    index.passages.sentence_vectors_of = lambda keys: (read.set(), original(keys))[1]  # type: ignore[method-assign]
+    try:
+        hits = retriever.search(question, k=3)
+    finally:
+        del index.passages.sentence_vectors_of
+    assert waited == [True]
+    assert [(hit.chunk_id, hit.sentence) for hit in hits] == [
+        (hit.chunk_id, hit.sentence) for hit in seeds_retriever.search(question, k=3)]
 
 
 def test_held_out_question_set_finds_the_evidence(seeds_retriever: Retriever, seeds_copy: Path) -> None:
@@ -459,15 +485,18 @@ def _record(passage_id: int, text: str, start: int, sentences: tuple[tuple[int, 
 
 
 def test_the_sentence_before_lends_context_across_a_passage_boundary() -> None:
+    from rag.reads import SearchReads
     from rag.retrieval import _supporting_sentences
+    from rag.sentences import question_profile
 
     text = f"{CONTEXT}\n\n{FOLLOW_UP}"
     first, second = (0, len(CONTEXT)), (len(CONTEXT) + 2, len(text))
     index = _StubIndex({("a.txt", *first): _unit(1.0, 0.2), ("a.txt", *second): _unit(0.1, 1.0)})
     before, after = _record(1, CONTEXT, 0, (first,)), _record(2, FOLLOW_UP, second[0], (second,))
     question = "At what level was Belarus' interest in Kazakhstan's joint-production experience expressed?"
-    alone = _supporting_sentences(index, [after], _unit(1.0, 0.1), question)[2][0]
-    together = _supporting_sentences(index, [before, after], _unit(1.0, 0.1), question)
+    profile = question_profile(question, _idf, 10)
+    alone = _supporting_sentences(SearchReads(index.passages), [after], _unit(1.0, 0.1), profile)[2][0]
+    together = _supporting_sentences(SearchReads(index.passages), [before, after], _unit(1.0, 0.1), profile)
     assert text[together[2][0].span.start : together[2][0].span.end] == FOLLOW_UP
     assert together[2][0].score > together[1][0].score > alone.score
 
