@@ -161,10 +161,11 @@ class SentenceTransformerEmbedder:
         return [len(ids) for ids in encoded]
 
     def export_question_encoder(self, folder: Path) -> None:
-        """Export the model to ONNX with its tokenizer and pipeline settings (``rag.onnx_encoder``)."""
-        from .onnx_encoder import export
+        """Export the model to ONNX with its tokenizer and pipeline settings, and its question model (``rag.onnx_encoder``)."""
+        from .onnx_encoder import add_question_model, export
 
         export(self.path, folder)
+        add_question_model(folder)
 
 
 def default_passage_backend() -> str:

@@ -60,7 +60,7 @@ from .checksums import FileRecord, changed_files, records
 from .chunking import Chunk, chunk_document
 from .config import DEFAULT_INDEX_TYPE, IndexSettings, StoreSettings
 from .documents import Corpus, Document, Scan
-from .onnx_encoder import FILES as ENCODER_FILES
+from .onnx_encoder import QUESTION_FILES as ENCODER_FILES
 from .embedding import MODEL_BACKEND, ONNX_BACKEND, PassageEmbedder, model_file_names, resolve_model_path
 from .errors import CorpusError, IndexCorruptError, IndexWriteError, ModelError, RagError
 from .segments import LiveSegments, Segment, SegmentEntry, SegmentWriter, segment_files, segments_store

@@ -18,7 +18,7 @@ from rag import embedding, onnx_encoder
 from rag.config import BUNDLED_MODEL
 from rag.embedding import MODEL_BACKEND, ONNX_BACKEND, ONNX_INT8_BACKEND, offline, passage_embedder, resolve_model_path
 from rag.errors import ModelError
-from rag.onnx_encoder import CACHE_ENV, FILES, INT8_FILE, ExportError, OnnxPassageEmbedder, cached_export
+from rag.onnx_encoder import CACHE_ENV, FILES, INT8_FILE, QUESTION_FILES, ExportError, OnnxPassageEmbedder, cached_export
 
 from .conftest import ROOT, SEEDS
 
@@ -142,10 +142,11 @@ def test_token_counts_agree_with_sentence_transformers(onnx_embedder: OnnxPassag
 
 
 @pytest.mark.slow
-def test_int8_passages_stay_close_and_questions_stay_float32(
+def test_int8_passages_stay_close_and_questions_keep_their_own_model(
     onnx_embedder: OnnxPassageEmbedder, reference, expected, tmp_path: Path
 ) -> None:
-    """The int8 backend: same export, its quantized model beside it; the index gets the float32 files."""
+    """The int8 backend: same export, its quantized model beside it; the index gets the float32 files
+    and the question model, never the int8 passage model."""
     int8 = passage_embedder(BUNDLED_MODEL, ONNX_INT8_BACKEND)
     assert isinstance(int8, OnnxPassageEmbedder) and int8.backend == ONNX_INT8_BACKEND
     assert int8.folder == onnx_embedder.folder and (int8.folder / INT8_FILE).is_file()
@@ -156,7 +157,7 @@ def test_int8_passages_stay_close_and_questions_stay_float32(
     assert cosines.min() >= 0.95 and cosines.mean() >= 0.99 and cosines.min() < 0.9999  # close, and truly int8
     assert int8.count_tokens(texts) == reference.count_tokens(texts)
     int8.export_question_encoder(tmp_path / "encoder")
-    assert sorted(path.name for path in (tmp_path / "encoder").iterdir()) == sorted(FILES)
+    assert sorted(path.name for path in (tmp_path / "encoder").iterdir()) == sorted(QUESTION_FILES)
     assert (tmp_path / "encoder" / "model.onnx").read_bytes() == (onnx_embedder.folder / "model.onnx").read_bytes()
 
 
@@ -233,11 +234,29 @@ def test_the_question_encoder_is_the_passage_embedders_own_export(
 ) -> None:
     monkeypatch.setattr(onnx_encoder, "export", None)  # linking must not export again
     onnx_embedder.export_question_encoder(tmp_path / "encoder")
-    for name in FILES:
+    for name in QUESTION_FILES:
         assert (tmp_path / "encoder" / name).read_bytes() == (onnx_embedder.folder / name).read_bytes()
     questions = ["What did Belarus seek from China?", "Roketsan"]
-    np.testing.assert_allclose(onnx_encoder.OnnxQuestionEncoder(tmp_path / "encoder").encode(questions),
-                               onnx_embedder.encode(questions), atol=1e-6)
+    encoder = onnx_encoder.OnnxQuestionEncoder(tmp_path / "encoder")
+    float32 = onnx_encoder.OnnxQuestionEncoder(tmp_path / "encoder", model_file=onnx_encoder.ONNX_FILE)
+    assert encoder.model_file == onnx_encoder.QUESTION_FILE
+    np.testing.assert_allclose(float32.encode(questions), onnx_embedder.encode(questions), atol=1e-6)
+    assert (encoder.encode(questions) * onnx_embedder.encode(questions)).sum(axis=1).min() >= 0.995
+
+
+@pytest.mark.slow
+def test_without_a_question_model_questions_take_the_float32_model(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, onnx_embedder: OnnxPassageEmbedder
+) -> None:
+    def cannot(folder: Path) -> Path:
+        raise ExportError("no quantizer here")
+
+    monkeypatch.setattr(onnx_encoder, "question_model", cannot)
+    onnx_embedder.export_question_encoder(tmp_path / "encoder")
+    assert sorted(path.name for path in (tmp_path / "encoder").iterdir()) == sorted(FILES)
+    encoder = onnx_encoder.OnnxQuestionEncoder(tmp_path / "encoder")
+    assert encoder.model_file == onnx_encoder.ONNX_FILE
+    np.testing.assert_allclose(encoder.encode(["Roketsan"]), onnx_embedder.encode(["Roketsan"]), atol=1e-6)
 
 
 @pytest.mark.slow

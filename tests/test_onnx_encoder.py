@@ -12,7 +12,10 @@ import numpy as np
 import pytest
 
 from rag.embedding import MODEL_BACKEND, ONNX_BACKEND, passage_embedder, question_encoder
-from rag.onnx_encoder import CONFIG_FILE, FILES, ExportError, OnnxPassageEmbedder, OnnxQuestionEncoder, export
+from rag.onnx_encoder import (
+    CONFIG_FILE, FILES, ONNX_FILE, QUESTION_FILE, QUESTION_FILES, ExportError, OnnxPassageEmbedder, OnnxQuestionEncoder,
+    export,
+)
 from rag.index import ENCODER_DIR
 
 from .conftest import DATA, ROOT
@@ -34,15 +37,23 @@ def benchmark_queries() -> list[str]:
             for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
 
 
-def test_onnx_matches_sentence_transformers_on_every_question(encoder_dir: Path) -> None:
+def every_question() -> list[str]:
+    """The seeds' questions, odd ones (tiny, foreign, emoji, truncated) and every benchmark query."""
     questions = [json.loads(line)["question"] for name in ("seeds_qa.jsonl", "seeds_qa_heldout.jsonl")
                  for line in (DATA / name).read_text(encoding="utf-8").splitlines() if line.strip()]
-    questions += ["?", "a", "Минск и Пекин", "🙂", "word " * 600]  # tiny, foreign, emoji, truncated
-    questions += benchmark_queries()
-    onnx = OnnxQuestionEncoder(encoder_dir).encode(questions)
-    reference = passage_embedder("all-MiniLM-L6-v2", MODEL_BACKEND).encode(questions)
-    cosines = (onnx * reference).sum(axis=1)
-    assert onnx.dtype == np.float32 and onnx.shape == reference.shape
+    return questions + ["?", "a", "Минск и Пекин", "🙂", "word " * 600] + benchmark_queries()
+
+
+@pytest.fixture(scope="module")
+def reference_vectors() -> np.ndarray:
+    return passage_embedder("all-MiniLM-L6-v2", MODEL_BACKEND).encode(every_question())
+
+
+def test_the_float32_export_matches_sentence_transformers_on_every_question(encoder_dir: Path, reference_vectors) -> None:
+    questions = every_question()
+    onnx = OnnxQuestionEncoder(encoder_dir, model_file=ONNX_FILE).encode(questions)
+    cosines = (onnx * reference_vectors).sum(axis=1)
+    assert onnx.dtype == np.float32 and onnx.shape == reference_vectors.shape
     assert np.linalg.norm(onnx, axis=1) == pytest.approx(1.0, abs=1e-5)
     worst = int(cosines.argmin())
     assert cosines.min() >= 0.999, f"cosine {cosines.min():.6f} for {questions[worst]!r}"
@@ -50,11 +61,28 @@ def test_onnx_matches_sentence_transformers_on_every_question(encoder_dir: Path)
     assert OnnxQuestionEncoder(encoder_dir).encode([]).shape == (0, 384)
 
 
+def test_the_question_model_stays_close_to_sentence_transformers_whatever_the_batch(
+    encoder_dir: Path, reference_vectors
+) -> None:
+    """Questions run the 8-bit weight-only model the index holds: close to the model's own vectors on
+    every question, and a question's vector does not depend on the questions batched with it."""
+    questions = every_question()
+    encoder = OnnxQuestionEncoder(encoder_dir)
+    assert encoder.model_file == QUESTION_FILE
+    batched = encoder.encode(questions)
+    cosines = (batched * reference_vectors).sum(axis=1)
+    worst = int(cosines.argmin())
+    assert cosines.min() >= 0.995, f"cosine {cosines.min():.6f} for {questions[worst]!r}"
+    assert cosines.mean() >= 0.999
+    alone = np.vstack([encoder.encode([question]) for question in questions[:300]])
+    assert (alone * batched[:300]).sum(axis=1).min() >= 0.99999
+
+
 def test_the_index_keeps_the_export_its_passages_were_embedded_with(encoder_dir: Path) -> None:
     """One export per model: the index's question encoder is the passage embedder's cached export."""
     embedder = passage_embedder()
     assert isinstance(embedder, OnnxPassageEmbedder)
-    for name in FILES:
+    for name in QUESTION_FILES:
         assert (encoder_dir / name).read_bytes() == (embedder.folder / name).read_bytes()
 
 
