@@ -94,7 +94,13 @@ _SPELLING = (
 )
 
 
+#: What every pattern of ``_SPELLING`` needs: most words hold none of it and skip them all.
+_SPELLING_HINT = re.compile("is|our|ence|mme|tre", re.IGNORECASE)
+
+
 def _american(text: str) -> str:
+    if not _SPELLING_HINT.search(text):
+        return text
     for pattern, replacement in _SPELLING:
         text = pattern.sub(replacement, text)
     return text
