@@ -76,6 +76,8 @@ def test_the_question_model_stays_close_to_sentence_transformers_whatever_the_ba
     assert cosines.mean() >= 0.999
     alone = np.vstack([encoder.encode([question]) for question in questions[:300]])
     assert (alone * batched[:300]).sum(axis=1).min() >= 0.99999
+    # one question runs on the one-thread session, a batch on the session with a thread per core
+    assert encoder._session_for(1) is not encoder._session_for(8) or encoder._wide_threads == 1
 
 
 def test_the_index_keeps_the_export_its_passages_were_embedded_with(encoder_dir: Path) -> None:
