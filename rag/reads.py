@@ -14,9 +14,9 @@ store. Measured at a million passages: about 1 ms less a question (README, Scale
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -51,19 +51,26 @@ class SearchReads:
 
     def records(self, ids: Sequence[int]) -> dict[int, PassageRecord]:
         """The records of the live ``ids`` (unknown or dead ids are absent), read once per search."""
-        missing = [i for i in dict.fromkeys(ids) if i not in self._records and i not in self._absent]
-        if missing:
-            found = self._passages.passages(missing)
-            self._records.update(found)
-            self._absent.update(i for i in missing if i not in found)
-        return {i: self._records[i] for i in ids if i in self._records}
+        return _read_once(ids, self._records, self._absent, self._passages.passages)
 
     def sentence_vectors(self, keys: Sequence[SentenceKey]) -> dict[SentenceKey, np.ndarray | None]:
         """The stored sentences among ``(source, start, end)`` keys with their vectors (``None``: stored
         without one), as :meth:`PassageIndex.sentence_vectors_of` gives them, read once per search."""
-        missing = [key for key in dict.fromkeys(keys) if key not in self._vectors and key not in self._unstored]
-        if missing:
-            found = self._passages.sentence_vectors_of(missing)
-            self._vectors.update(found)
-            self._unstored.update(key for key in missing if key not in found)
-        return {key: self._vectors[key] for key in keys if key in self._vectors}
+        return _read_once(keys, self._vectors, self._unstored, self._passages.sentence_vectors_of)
+
+
+Key = TypeVar("Key")
+Value = TypeVar("Value")
+
+
+def _read_once(
+    keys: Sequence[Key], known: dict[Key, Value], absent: set[Key], read: Callable[[list[Key]], dict[Key, Value]]
+) -> dict[Key, Value]:
+    """``keys`` found in ``known`` or, for those neither known nor ``absent`` yet, by ``read`` (which
+    leaves out what does not exist); ``known`` and ``absent`` keep what was learnt."""
+    missing = [key for key in dict.fromkeys(keys) if key not in known and key not in absent]
+    if missing:
+        found = read(missing)
+        known.update(found)
+        absent.update(key for key in missing if key not in found)
+    return {key: known[key] for key in keys if key in known}
