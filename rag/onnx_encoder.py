@@ -258,6 +258,7 @@ def _variant(folder: Path, file_name: str, write: Callable[[Path, str], None]) -
     chatty.setLevel(logging.WARNING)  # one INFO line per node otherwise
     try:
         write(folder / ONNX_FILE, name)
+        shutil.copymode(folder / ONNX_FILE, name)  # readable as the export is, not only by its maker
         os.replace(name, target)
     except Exception as error:  # noqa: BLE001 - any quantizer failure means: no such model
         raise ExportError(f"cannot quantize {folder / ONNX_FILE} into {file_name}: {error}") from None

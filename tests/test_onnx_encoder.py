@@ -86,6 +86,8 @@ def test_the_index_keeps_the_export_its_passages_were_embedded_with(encoder_dir:
     assert isinstance(embedder, OnnxPassageEmbedder)
     for name in QUESTION_FILES:
         assert (encoder_dir / name).read_bytes() == (embedder.folder / name).read_bytes()
+        # as readable as the export: an index folder shared read-only must serve other users too
+        assert (encoder_dir / name).stat().st_mode == (encoder_dir / ONNX_FILE).stat().st_mode
 
 
 def test_encoder_settings_follow_the_model_pipeline(encoder_dir: Path) -> None:
