@@ -76,7 +76,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--mode", action="append", choices=SEARCH_MODES, dest="modes",
                         help="only this mode (repeatable; default: all)")
     parser.add_argument("--question-encoder", choices=("index", "sentence-transformers"), default="index",
-                        help="encode questions as the index says (ONNX) or with sentence-transformers (default: index)")
+                        help="encode questions with the index's ONNX question encoder or with sentence-transformers (default: index)")
     parser.add_argument("--passage-embedder", choices=PASSAGE_BACKENDS, metavar="BACKEND",
                         help=f"embed passages with this backend ({', '.join(PASSAGE_BACKENDS)}) into "
                              "benchmarks-index/<dataset>-<backend> (default: the default backend, benchmarks-index/<dataset>)")
