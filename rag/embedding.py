@@ -162,10 +162,9 @@ class SentenceTransformerEmbedder:
 
     def export_question_encoder(self, folder: Path) -> None:
         """Export the model to ONNX with its tokenizer and pipeline settings, and its question model (``rag.onnx_encoder``)."""
-        from .onnx_encoder import add_question_model, export
+        from .onnx_encoder import export
 
         export(self.path, folder)
-        add_question_model(folder)
 
 
 def default_passage_backend() -> str:

@@ -104,7 +104,8 @@ def _json(path: Path) -> dict[str, Any]:
 
 
 def export(model_path: Path, folder: Path) -> None:
-    """Write the ONNX encoder of the local model at ``model_path`` into ``folder`` (created).
+    """Write the ONNX encoder of the local model at ``model_path`` into ``folder`` (created), with its
+    question model (:func:`add_question_model`).
 
     Raises ``ExportError`` when the pipeline has parts ONNX here does not reproduce (a Dense
     layer, an unknown pooling) or the model has no fast tokenizer.
@@ -145,6 +146,7 @@ def export(model_path: Path, folder: Path) -> None:
     shutil.copyfile(model_path / TOKENIZER_FILE, folder / TOKENIZER_FILE)
     config = {**pipeline, "inputs": names, "dimension": int(model.config.hidden_size)}
     (folder / CONFIG_FILE).write_text(json.dumps(config, indent=1), encoding="utf-8")
+    add_question_model(folder)
 
 
 def cache_root() -> Path:
@@ -429,7 +431,7 @@ class OnnxPassageEmbedder(_OnnxModel):
         """Hard-link (copy where linking fails) this embedder's export and its question model into
         ``folder``: no second export. Without a question model (it could not be made), questions are
         encoded by the float32 model."""
-        add_question_model(self.folder)
+        add_question_model(self.folder)  # an export cached before question models existed has none
         names = [name for name in QUESTION_FILES if name in FILES or (self.folder / name).is_file()]
         try:
             folder.mkdir(parents=True, exist_ok=True)

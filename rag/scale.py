@@ -159,7 +159,7 @@ class StandInEmbedder:
         Exported once; with a ``cache`` folder, later indexes get hard links to that export.
         """
         from .embedding import resolve_model_path
-        from .onnx_encoder import ExportError, add_question_model, export
+        from .onnx_encoder import ExportError, export
 
         if not self._export:
             raise ExportError("the scale stand-in embedder was asked for no question encoder")
@@ -167,7 +167,6 @@ class StandInEmbedder:
             shutil.copytree(self._cache, folder, dirs_exist_ok=True, copy_function=_link_or_copy)
             return
         export(resolve_model_path(BUNDLED_MODEL), folder)
-        add_question_model(folder)
         if self._cache is not None:
             shutil.copytree(folder, self._cache, copy_function=_link_or_copy)
 
