@@ -3,8 +3,9 @@
 Search needs a :class:`QuestionEncoder`; indexing needs a :class:`PassageEmbedder` (batch
 encoding and token counting). The factories pick the implementation. Passages go through the
 model's ONNX export run by onnxruntime (``rag.onnx_encoder``: exported once per model into a
-cache; the same vectors as sentence-transformers, 1.3 to 1.8 times as many passages a second;
-2.2 to 2.5 times with the export quantized to int8, ``"onnx-int8"``) unless the model cannot be
+cache), by default quantized to int8 (``"onnx-int8-rows"``, ``rag.quantization``: vectors within
+cosine 0.998 of sentence-transformers', over twice as many passages a second; ``"onnx"`` runs the
+float32 export, the same vectors, 1.3 to 1.8 times as many) unless the model cannot be
 exported, then through sentence-transformers. ``$RAG_PASSAGE_EMBEDDER`` picks another backend. Questions go through the torch-free ONNX export kept in the
 index when its manifest says there is one, else through sentence-transformers. For large
 corpora, ``rag.ray_embedding`` spreads passage embedding over a Ray cluster (an optional extra).
@@ -14,7 +15,7 @@ nothing is ever downloaded at run time.
 
 >>> embedder = passage_embedder("all-MiniLM-L6-v2")  # doctest: +SKIP
 >>> embedder.backend, embedder.encode(["What did Belarus seek from China?"]).shape  # doctest: +SKIP
-('onnx', (1, 384))
+('onnx-int8-rows', (1, 384))
 """
 
 from __future__ import annotations
@@ -34,10 +35,10 @@ if TYPE_CHECKING:
 #: How questions (in an index manifest) or passages (``passage_embedder``) are encoded.
 ONNX_BACKEND = "onnx"
 MODEL_BACKEND = "sentence-transformers"
-#: Passages only: the ONNX export quantized to int8 (faster; vectors differ slightly, see ``onnx_encoder.quantize``).
-ONNX_INT8_BACKEND = "onnx-int8"
+#: Passages only: the ONNX export with int8 weights and per-row int8 activations (``rag.quantization``).
+ONNX_INT8_BACKEND = "onnx-int8-rows"
 #: The passage embedder backends, the default first.
-PASSAGE_BACKENDS = (ONNX_BACKEND, ONNX_INT8_BACKEND, MODEL_BACKEND)
+PASSAGE_BACKENDS = (ONNX_INT8_BACKEND, ONNX_BACKEND, MODEL_BACKEND)
 #: Names the passage embedder backend to use instead of the default (for every command, so updates agree).
 PASSAGE_BACKEND_ENV = "RAG_PASSAGE_EMBEDDER"
 
@@ -168,12 +169,11 @@ class SentenceTransformerEmbedder:
 
 
 def default_passage_backend() -> str:
-    """``$RAG_PASSAGE_EMBEDDER`` when set, else the first of ``PASSAGE_BACKENDS`` (``"onnx"``, float32).
+    """``$RAG_PASSAGE_EMBEDDER`` when set, else the first of ``PASSAGE_BACKENDS`` (``"onnx-int8-rows"``).
 
-    ``onnx-int8`` embeds over twice as fast; its passages gave hybrid nDCG@10 at or above float32's on
-    SciFact, NFCorpus and TIME, but dense-only TIME 0.009 lower, and its vectors depend a little on
-    which texts share a batch (README, *Scale*), so it is not the default. Raises ``ModelError``
-    when the variable names no backend.
+    The int8 model embeds over twice as fast as sentence-transformers and its benchmark nDCG@10
+    stays within 0.003 of float32's (README, *Embeddings*); ``"onnx"`` keeps float32. Raises
+    ``ModelError`` when the variable names no backend.
     """
     backend = os.environ.get(PASSAGE_BACKEND_ENV, "").strip() or PASSAGE_BACKENDS[0]
     if backend not in PASSAGE_BACKENDS:
@@ -186,10 +186,10 @@ def passage_embedder(model: str = BUNDLED_MODEL, backend: str | None = None) -> 
 
     ``backend`` is one of ``PASSAGE_BACKENDS`` (default: :func:`default_passage_backend`). With ``"onnx"`` passages run through the
     model's ONNX export (exported into the cache on first use; loading it needs no torch), and
-    the export's files become the index's question encoder; ``"onnx-int8"`` runs the export
-    quantized to int8 instead (questions stay float32). When the model cannot be exported or
-    quantized, or the result cannot be loaded, sentence-transformers embeds instead and a
-    warning says so once. The embedder's ``backend`` attribute names the one that runs: record
+    the export's files become the index's question encoder; ``"onnx-int8-rows"`` runs the export
+    quantized to int8 instead (the index gets the same question encoder). When the export cannot
+    be quantized, the float32 export embeds; when the model cannot be exported, or the result
+    cannot be loaded, sentence-transformers embeds; a warning says so once. The embedder's ``backend`` attribute names the one that runs: record
     it in a manifest. Raises ``ModelError`` when the model itself cannot be found or loaded.
     """
     backend = backend or default_passage_backend()
@@ -214,12 +214,17 @@ def _onnx_passage_embedder(model: str, path: Path, quantized: bool) -> PassageEm
     """The ONNX embedder of the model's cached export; a cached export that fails to load is made again."""
     import shutil
 
-    from .onnx_encoder import OnnxPassageEmbedder, cached_export, quantize
+    from .onnx_encoder import ExportError, OnnxPassageEmbedder, cached_export, quantize
 
     def load(folder: Path) -> PassageEmbedder:
+        int8 = quantized
         if quantized:
-            quantize(folder)
-        return OnnxPassageEmbedder(folder, name=model, quantized=quantized)
+            try:
+                quantize(folder)
+            except ExportError as error:
+                _warn_once(f"{error}; embedding passages with the float32 export instead")
+                int8 = False
+        return OnnxPassageEmbedder(folder, name=model, quantized=int8)
 
     folder = cached_export(path)
     try:

@@ -23,7 +23,6 @@ import inspect
 import json
 import logging
 import os
-import re
 import shutil
 import tempfile
 import threading
@@ -44,16 +43,13 @@ TOKENIZER_FILE = "tokenizer.json"
 CONFIG_FILE = "encoder.json"
 FILES = (ONNX_FILE, TOKENIZER_FILE, CONFIG_FILE)
 #: The int8 variant of ``ONNX_FILE`` (see :func:`quantize`), beside it in a cached export; never in an index.
-INT8_FILE = "model.int8-v2.onnx"
+INT8_FILE = "model.int8-rows.onnx"
 #: The question model (see :func:`question_model`): beside ``ONNX_FILE`` in a cached export and in an index.
 QUESTION_FILE = "question.q8w-b64.onnx"
 #: Weights sharing one scale in ``QUESTION_FILE`` (with 128 or more, one text's vector depends on its batch).
 QUESTION_BLOCK = 64
 #: The files of an index's question encoder: ``QUESTION_FILE`` runs, ``FILES`` describe it (and run when it is absent).
 QUESTION_FILES = (*FILES, QUESTION_FILE)
-#: MatMul nodes of the first transformer layer, as Hugging Face exports name them ("/layer.0/", "layers.0."):
-#: :func:`quantize` keeps them float32.
-_FIRST_LAYER_RE = re.compile(r"[./]layers?[._]0[./]")
 #: Tokens per model call (texts x longest text, padding included): texts are sorted by length
 #: and cut into batches of about this size, so memory stays bounded and little goes to padding.
 BATCH_TOKENS = 4096
@@ -194,23 +190,11 @@ def _complete(folder: Path) -> bool:
 
 
 def quantize(folder: Path) -> Path:
-    """The int8 passage model of the export in ``folder`` (``INT8_FILE``), made on first use.
+    """The int8 passage model of the export in ``folder`` (``INT8_FILE``, see :mod:`rag.quantization`),
+    made on first use. Raises ``ExportError`` when it fails."""
+    from .quantization import write_int8_model
 
-    MatMul weights become int8 per output channel, activations are quantized per call
-    (``onnxruntime.quantization.quantize_dynamic``); embeddings, layer norms, the attention
-    products and the first transformer layer stay float32. The first layer is the one whose
-    quantization moves the vectors most (measured one layer at a time on 1,500 passages each of
-    TIME, SciFact and NFCorpus): keeping it raises the mean cosine with the float32 vectors from
-    0.993 to 0.995 on TIME and keeps about 2.5 times the passages a second of sentence-transformers
-    (2.8 with every layer quantized, 1.4 for float32). Raises ``ExportError`` when it fails.
-    """
-    from onnxruntime.quantization import QuantType, quantize_dynamic
-
-    def write(source: Path, name: str) -> None:
-        quantize_dynamic(source, name, weight_type=QuantType.QInt8, per_channel=True, op_types_to_quantize=["MatMul"],
-                         nodes_to_exclude=_first_layer_matmuls(source), extra_options={"MatMulConstBOnly": True})
-
-    return _variant(folder, INT8_FILE, write)
+    return _variant(folder, INT8_FILE, lambda source, name: write_int8_model(source, folder / TOKENIZER_FILE, name))
 
 
 def question_model(folder: Path) -> Path:
@@ -270,14 +254,6 @@ def _variant(folder: Path, file_name: str, write: Callable[[Path, str], None]) -
         root.removeHandler(silence)
         Path(name).unlink(missing_ok=True)
     return target
-
-
-def _first_layer_matmuls(path: Path) -> list[str]:
-    """Names of the MatMul nodes of the model's first transformer layer (none when the export names no layers)."""
-    import onnx
-
-    graph = onnx.load(str(path), load_external_data=False).graph
-    return [node.name for node in graph.node if node.op_type == "MatMul" and _FIRST_LAYER_RE.search(node.name)]
 
 
 def _no_advice(record: logging.LogRecord) -> bool:

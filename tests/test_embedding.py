@@ -154,7 +154,7 @@ def test_int8_passages_stay_close_and_questions_keep_their_own_model(
     vectors = int8.encode(texts)
     assert np.linalg.norm(vectors, axis=1) == pytest.approx(1.0, abs=1e-5)
     cosines = (vectors * reference_vectors).sum(axis=1)
-    assert cosines.min() >= 0.95 and cosines.mean() >= 0.99 and cosines.min() < 0.9999  # close, and truly int8
+    assert cosines.min() >= 0.98 and cosines.mean() >= 0.997 and cosines.min() < 0.9999  # close ("?" lowest), and truly int8
     assert int8.count_tokens(texts) == reference.count_tokens(texts)
     int8.export_question_encoder(tmp_path / "encoder")
     assert sorted(path.name for path in (tmp_path / "encoder").iterdir()) == sorted(QUESTION_FILES)
@@ -163,26 +163,28 @@ def test_int8_passages_stay_close_and_questions_keep_their_own_model(
 
 def test_the_environment_picks_the_passage_backend(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv(embedding.PASSAGE_BACKEND_ENV, raising=False)
-    assert embedding.default_passage_backend() == ONNX_BACKEND == embedding.PASSAGE_BACKENDS[0]
-    monkeypatch.setenv(embedding.PASSAGE_BACKEND_ENV, " onnx-int8 ")
-    assert embedding.default_passage_backend() == ONNX_INT8_BACKEND
+    assert embedding.default_passage_backend() == ONNX_INT8_BACKEND == embedding.PASSAGE_BACKENDS[0]
+    monkeypatch.setenv(embedding.PASSAGE_BACKEND_ENV, " onnx ")
+    assert embedding.default_passage_backend() == ONNX_BACKEND
     monkeypatch.setenv(embedding.PASSAGE_BACKEND_ENV, "torch")
     with pytest.raises(ModelError, match="RAG_PASSAGE_EMBEDDER is 'torch'"):
         passage_embedder(BUNDLED_MODEL)
 
 
 @pytest.mark.slow
-def test_the_int8_model_keeps_the_first_layer_float32(onnx_embedder: OnnxPassageEmbedder) -> None:
+def test_the_int8_model_quantizes_every_weight_and_a_vector_does_not_depend_on_its_batch(expected) -> None:
     import onnx
 
     int8 = passage_embedder(BUNDLED_MODEL, ONNX_INT8_BACKEND)
     assert isinstance(int8, OnnxPassageEmbedder)
-    nodes = onnx.load(str(int8.folder / INT8_FILE), load_external_data=False).graph.node
-    float32 = {node.name for node in nodes if node.op_type == "MatMul"}
-    quantized = [node.name for node in nodes if node.op_type in ("MatMulInteger", "DynamicQuantizeMatMul")]
-    assert quantized and not any("layer.0/" in name for name in quantized)
-    assert {"/model/encoder/layer.0/intermediate/dense/MatMul", "/model/encoder/layer.0/output/dense/MatMul"} <= float32
-    assert not any("layer.5/" in name and "dense" in name for name in float32)  # later layers are int8
+    graph = onnx.load(str(int8.folder / INT8_FILE), load_external_data=False).graph
+    weights = {init.name for init in graph.initializer}
+    assert not [node.name for node in graph.node if node.op_type == "MatMul" and node.input[1] in weights]
+    assert sum(node.op_type == "MatMulInteger" for node in graph.node) == 36  # 6 layers x (q, k, v, output, 2 feed-forward)
+    texts, _ = expected
+    together = int8.encode(texts)
+    alone = np.vstack([int8.encode([text]) for text in texts])
+    assert (alone * together).sum(axis=1).min() >= 0.99999
 
 
 @pytest.mark.slow
@@ -245,6 +247,20 @@ def test_the_question_encoder_is_the_passage_embedders_own_export(
 
 
 @pytest.mark.slow
+def test_without_an_int8_model_passages_take_the_float32_export(
+    monkeypatch: pytest.MonkeyPatch, onnx_embedder: OnnxPassageEmbedder, capsys: pytest.CaptureFixture[str]
+) -> None:
+    def cannot(folder: Path) -> Path:
+        raise ExportError("this test cannot quantize")
+
+    monkeypatch.setattr(onnx_encoder, "quantize", cannot)
+    embedder = embedding._passage_embedder.__wrapped__(BUNDLED_MODEL, ONNX_INT8_BACKEND)  # not the per-process one
+    assert isinstance(embedder, OnnxPassageEmbedder) and embedder.backend == ONNX_BACKEND
+    assert embedder.model_file == onnx_encoder.ONNX_FILE and embedder.folder == onnx_embedder.folder
+    assert "this test cannot quantize; embedding passages with the float32 export instead" in capsys.readouterr().err
+
+
+@pytest.mark.slow
 def test_without_a_question_model_questions_take_the_float32_model(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path, onnx_embedder: OnnxPassageEmbedder
 ) -> None:
@@ -275,4 +291,4 @@ def test_passages_are_encoded_without_torch_once_the_export_is_cached(
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
-    assert "RESULT onnx (2, 384) [3] []" in result.stdout, result.stdout[-300:]
+    assert f"RESULT {ONNX_INT8_BACKEND} (2, 384) [3] []" in result.stdout, result.stdout[-300:]

@@ -16,7 +16,7 @@ import pytest
 import rag.index
 from rag.config import IndexSettings
 from rag.documents import FolderCorpus
-from rag.embedding import passage_embedder
+from rag.embedding import PASSAGE_BACKENDS, passage_embedder
 from rag.errors import CorpusError, IndexWriteError
 from rag.index import CURRENT_FILE, ENCODER_DIR, FORMAT_VERSION, MANIFEST_FILE, OpenIndex, open_index
 from rag.segments import PASSAGES_FILE, VECTORS_FILE
@@ -302,7 +302,7 @@ def test_updates_link_the_question_encoder_instead_of_exporting_it(corpus_dir: P
     before = (live_generation(seeds_index) / ENCODER_DIR / "model.onnx").stat().st_ino
     (corpus_dir / "memo.md").write_text("Belarus ordered radars.", encoding="utf-8")
     class CannotExport(HashingEmbedder):
-        backend = "onnx"  # counts as the float32 model, so the update is not a rebuild
+        backend = PASSAGE_BACKENDS[0]  # the backend that built the seeds index, so the update is not a rebuild
 
     updated = open_seeds(corpus_dir, seeds_index, embed=CannotExport)
     after = updated.directory / ENCODER_DIR / "model.onnx"

@@ -18,7 +18,7 @@ from rag import ray_embedding
 from rag.chunking import chunk_document
 from rag.config import IndexSettings
 from rag.documents import FolderCorpus
-from rag.embedding import passage_embedder
+from rag.embedding import PASSAGE_BACKENDS, passage_embedder
 from rag.index import open_index, search_text
 
 from .conftest import SEEDS, HashingEmbedder
@@ -78,7 +78,7 @@ def test_ray_vectors_equal_single_process_ones_in_order(local_ray: None, monkeyp
 def test_ray_embedder_is_a_passage_embedder_of_the_model(local_ray: None) -> None:
     embedder = ray_embedding.RayPassageEmbedder()
     single = passage_embedder()
-    assert embedder.backend == f"ray:{single.backend}" == "ray:onnx" and embedder.actors == 1  # one node: one actor on its 2 CPUs
+    assert embedder.backend == f"ray:{single.backend}" == f"ray:{PASSAGE_BACKENDS[0]}" and embedder.actors == 1  # one node: one actor on its 2 CPUs
     assert (embedder.name, embedder.dimension, embedder.max_tokens) == (single.name, 384, single.max_tokens)
     assert embedder.documents_per_batch == ray_embedding.DOCUMENTS_PER_BATCH > 64
     assert embedder.count_tokens(["Minsk and Ankara"]) == [3]
