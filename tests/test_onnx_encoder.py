@@ -13,7 +13,7 @@ import pytest
 
 from rag.embedding import MODEL_BACKEND, ONNX_BACKEND, passage_embedder, question_encoder
 from rag.onnx_encoder import (
-    CONFIG_FILE, FILES, ONNX_FILE, QUESTION_FILE, QUESTION_FILES, ExportError, OnnxPassageEmbedder, OnnxQuestionEncoder,
+    CONFIG_FILE, ONNX_FILE, QUESTION_FILE, QUESTION_FILES, ExportError, OnnxPassageEmbedder, OnnxQuestionEncoder,
     export,
 )
 from rag.index import ENCODER_DIR
