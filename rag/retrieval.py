@@ -13,7 +13,7 @@ import functools
 import itertools
 import re
 import threading
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
@@ -588,19 +588,25 @@ class Retriever:
         read_ahead: int = 0,
     ) -> list[tuple[int, float]]:
         """The candidates of one question by the mode's lists, fused; ``allowed`` holds the ids ``filters`` select
-        (a vector store that keeps the passages' metadata applies ``filters`` itself). BM25 runs first,
-        while ``encoding`` may still be under way; then, until it is done, ``reads`` reads ahead the
-        records and sentence vectors of up to ``read_ahead`` of BM25's best."""
+        (a vector store that keeps the passages' metadata applies ``filters`` itself). The dense search
+        runs on the thread that encodes the question, as soon as the vector is ready, while this one
+        runs BM25 and then, until the dense results are in, ``reads`` reads ahead the records and
+        sentence vectors of up to ``read_ahead`` of BM25's best."""
         dense: dict[int, float] = {}
         lexical: dict[int, float] = {}
-        if mode in ("bm25", "hybrid"):
-            scores, ids = index.lexical.search(question, candidates, allowed)
-            lexical = {int(i): float(s) for s, i in zip(scores, ids)}
-            if reads is not None:
-                reads.read_ahead(list(lexical), until=encoding, limit=read_ahead)
-        if mode in ("dense", "hybrid"):
-            scores, ids = index.vectors.search(encoding.result()[None, :], candidates, allowed, filters)
-            dense = {int(i): float(s) for s, i in zip(scores[0], ids[0]) if i >= 0}
+        searching = _dense_search_when_encoded(index, encoding, candidates, allowed, filters) if mode != "bm25" else None
+        try:
+            if mode in ("bm25", "hybrid"):
+                scores, ids = index.lexical.search(question, candidates, allowed)
+                lexical = {int(i): float(s) for s, i in zip(scores, ids)}
+                if reads is not None:
+                    reads.read_ahead(list(lexical), until=searching or encoding, limit=read_ahead)
+            if searching is not None:
+                scores, ids = searching.result()
+                dense = {int(i): float(s) for s, i in zip(scores[0], ids[0]) if i >= 0}
+        finally:
+            if searching is not None:
+                wait([searching])  # the index stays leased until its dense search is over
         return self._fuse(dense, lexical, mode, lexical_complete=len(lexical) < candidates)
 
     def _fuse(
@@ -654,6 +660,23 @@ class Retriever:
         texts = [search_text(records[i].kind, records[i].title, records[i].text) for i in ids]
         scores = self.reranker.score(question, texts)
         return sorted(zip(ids, scores), key=lambda item: -item[1])
+
+def _dense_search_when_encoded(
+    index: OpenIndex, encoding: Future[np.ndarray], candidates: int, allowed: set[int] | None, filters: Filters | None
+) -> Future[tuple[np.ndarray, np.ndarray]]:
+    """The vector store's (scores, ids) for the question ``encoding`` gives, searched by the thread that
+    completes it (at once, by this one, when it is done already); its failure, or the encoding's, is the result's."""
+    searched: Future[tuple[np.ndarray, np.ndarray]] = Future()
+
+    def search(encoded: Future[np.ndarray]) -> None:
+        try:
+            searched.set_result(index.vectors.search(encoded.result()[None, :], candidates, allowed, filters))
+        except BaseException as error:  # noqa: BLE001 - handed to the waiting search
+            searched.set_exception(error)
+
+    encoding.add_done_callback(search)
+    return searched
+
 
 def _ready(vector: np.ndarray) -> Future[np.ndarray]:
     """A vector already at hand, as the future a search waits on."""

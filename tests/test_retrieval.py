@@ -177,6 +177,40 @@ def test_while_the_question_encodes_bm25s_best_passages_are_read_ahead(seeds_ret
         (hit.chunk_id, hit.sentence) for hit in seeds_retriever.search(question, k=3)]
 
 
+def test_the_dense_search_runs_as_soon_as_the_vector_is_ready_while_bm25_runs(seeds_retriever: Retriever) -> None:
+    """The thread that encodes the question searches the vectors next; BM25 waits here until that search has
+    begun, which never happens when the dense search waits for BM25 to finish."""
+    question, began, overlapped = "Which partners did Minsk court for its missile programme?", threading.Event(), []
+    index = seeds_retriever._index
+    retriever = Retriever(seeds_retriever.corpus, seeds_retriever.index_dir, seeds_retriever.settings, index,
+                          encoder=seeds_retriever.encoder)
+    lexical, vectors = index.lexical.search, index.vectors.search
+    index.lexical.search = lambda *args: (overlapped.append(began.wait(timeout=5)), lexical(*args))[1]  # type: ignore[method-assign]
+    index.vectors.search = lambda *args: (began.set(), vectors(*args))[1]  # type: ignore[method-assign]
+    try:
+        hits = retriever.search(question, k=3)
+    finally:
+        del index.lexical.search, index.vectors.search
+    assert overlapped == [True]
+    assert [(hit.chunk_id, hit.sentence) for hit in hits] == [
+        (hit.chunk_id, hit.sentence) for hit in seeds_retriever.search(question, k=3)]
+
+
+def test_a_failing_dense_search_fails_the_search_after_bm25_is_done(seeds_retriever: Retriever) -> None:
+    index, bm25_done = seeds_retriever._index, []
+    retriever = Retriever(seeds_retriever.corpus, seeds_retriever.index_dir, seeds_retriever.settings, index,
+                          encoder=seeds_retriever.encoder)
+    lexical = index.lexical.search
+    index.lexical.search = lambda *args: (lexical(*args), bm25_done.append(True))[0]  # type: ignore[method-assign]
+    index.vectors.search = lambda *args: (_ for _ in ()).throw(OSError("the vectors' disk is gone"))  # type: ignore[method-assign]
+    try:
+        with pytest.raises(OSError, match="disk is gone"):
+            retriever.search("What did Belarus seek from Turkey?", k=3)
+    finally:
+        del index.lexical.search, index.vectors.search
+    assert bm25_done == [True]
+
+
 def test_held_out_question_set_finds_the_evidence(seeds_retriever: Retriever, seeds_copy: Path) -> None:
     """Questions written after tuning, never tuned on: floors against regressions, not targets."""
     questions = load_questions("seeds_qa_heldout.jsonl")
