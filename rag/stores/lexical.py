@@ -280,8 +280,9 @@ class Bm25:
         ``allowed`` restricts which ids are returned, not the statistics (as bm25s' weight mask).
         Terms are scored rarest (highest weight) first. Without ``allowed``, once the ``k``-th best
         score so far is at least the total weight of the terms left, no text those terms alone
-        hold can reach the top ``k`` (a term adds less than its weight: MaxScore), so they are
-        added to the texts already found only. The result is the exhaustive one.
+        hold can reach the top ``k`` (a term adds less than its weight: MaxScore). From then on
+        only the texts found so far that can still reach the ``k``-th best score are scored, each
+        looked up in the remaining terms' sorted postings. The result is the exhaustive one.
         """
         empty = (np.zeros(0, dtype=np.float32), np.zeros(0, dtype=np.int64))
         query_terms = terms(query)
@@ -291,24 +292,31 @@ class Bm25:
         totals = [np.zeros(len(segment), dtype=np.float32) for segment, _ in self._parts]
         seen = [np.zeros(len(segment), dtype=bool) for segment, _ in self._parts]
         found: list[list[np.ndarray]] = [[] for _ in self._parts]
-        left, done, widen = sum(float(weight) for weight, _ in weighted), 0.0, True
+        left, done, widened = sum(float(weight) for weight, _ in weighted), 0.0, 0
         for weight, postings in weighted:
-            # checked only once the terms scanned could outweigh those left; once out of reach, always
-            widen = widen and (allowed is not None or done < left or not self._out_of_reach(totals, found, k, left))
+            # checked only once the terms scanned could outweigh those left
+            if allowed is None and done >= left and self._out_of_reach(totals, found, k, left):
+                break
             for part, (rows, counts) in enumerate(postings):
-                if widen:
-                    fresh = rows[~seen[part][rows]]
-                    seen[part][fresh] = True
-                    found[part].append(fresh)
-                else:
-                    keep = seen[part][rows]
-                    rows, counts = rows[keep], counts[keep]
+                fresh = rows[~seen[part][rows]]
+                seen[part][fresh] = True
+                found[part].append(fresh)
                 totals[part][rows] += weight * (counts / (self._norm(part)[rows] + counts))
             left -= float(weight)
             done += float(weight)
+            widened += 1
+        candidates = [np.concatenate(pieces) if pieces else np.zeros(0, dtype=np.int64) for pieces in found]
+        for weight, postings in weighted[widened:]:
+            candidates = _contenders(totals, candidates, k, left)
+            for part, (rows, counts) in enumerate(postings):
+                if len(rows) and len(candidates[part]):
+                    at = np.minimum(np.searchsorted(rows, candidates[part]), len(rows) - 1)
+                    held = rows[at] == candidates[part]
+                    hits, hit_counts = candidates[part][held], counts[at[held]]
+                    totals[part][hits] += weight * (hit_counts / (self._norm(part)[hits] + hit_counts))
+            left -= float(weight)
         scores, ids = [], []
-        for (segment, _), total, pieces in zip(self._parts, totals, found):
-            rows = np.concatenate(pieces) if pieces else np.zeros(0, dtype=np.int64)
+        for (segment, _), total, rows in zip(self._parts, totals, candidates):
             ids_found = np.asarray(segment.ids)[rows]
             if allowed is not None:
                 keep = np.isin(ids_found, np.fromiter(allowed, dtype=np.int64))
@@ -346,3 +354,14 @@ class Bm25:
 
 #: How far the k-th best score must clear the weight of the terms left before they stop widening the search.
 _MARGIN = 1.0001
+
+
+def _contenders(totals: list[np.ndarray], candidates: list[np.ndarray], k: int, left: float) -> list[np.ndarray]:
+    """The ``candidates`` (rows per part) whose score so far plus ``left`` (with the rounding margin) still
+    reaches the ``k``-th best score so far: the others cannot enter the top ``k``, however the terms left add up."""
+    scores = [total[rows] for total, rows in zip(totals, candidates)]
+    every = np.concatenate(scores)
+    if len(every) <= k:
+        return candidates
+    bar = float(np.partition(every, len(every) - k)[len(every) - k])
+    return [rows[(score + np.float32(left)) * np.float32(_MARGIN) >= bar] for rows, score in zip(candidates, scores)]
