@@ -290,18 +290,16 @@ class Bm25:
             return empty
         weighted = self._weighted_terms(query_terms)
         totals = [np.zeros(len(segment), dtype=np.float32) for segment, _ in self._parts]
-        seen = [np.zeros(len(segment), dtype=bool) for segment, _ in self._parts]
-        found: list[list[np.ndarray]] = [[] for _ in self._parts]
+        found: list[list[np.ndarray]] = [[] for _ in self._parts]  # a text is found when its total leaves 0
         left, done, widened = sum(float(weight) for weight, _ in weighted), 0.0, 0
         for weight, postings in weighted:
             # checked only once the terms scanned could outweigh those left
             if allowed is None and done >= left and self._out_of_reach(totals, found, k, left):
                 break
             for part, (rows, counts) in enumerate(postings):
-                fresh = rows[~seen[part][rows]]
-                seen[part][fresh] = True
-                found[part].append(fresh)
-                totals[part][rows] += weight * (counts / (self._norm(part)[rows] + counts))
+                before = totals[part][rows]
+                found[part].append(rows[before == 0])
+                totals[part][rows] = before + weight * (counts / (self._norm(part)[rows] + counts))
             left -= float(weight)
             done += float(weight)
             widened += 1
