@@ -382,7 +382,7 @@ class OnnxPassageEmbedder(_OnnxModel):
     One model call uses every core this process may run on. Token counts come from the
     export's tokenizer, exactly as the model's own tokenizer counts them. ``quantized`` runs
     the export's int8 model (``INT8_FILE``, made by :func:`quantize`) instead of the float32
-    one; questions are still encoded in float32, by the files :meth:`export_question_encoder` links.
+    one; either way the index gets the same question encoder (:meth:`export_question_encoder`).
 
     >>> embedder = OnnxPassageEmbedder(cached_export(model_path), name="all-MiniLM-L6-v2")  # doctest: +SKIP
     >>> embedder.count_tokens(["Minsk and Ankara"])  # doctest: +SKIP
