@@ -4,10 +4,10 @@ Both encode the same passages in the same process, taking turns (ours, the refer
 the reference...), and the best time of each counts, so a machine busy with other work
 slows both alike and only the ratio is worth comparing between runs.
 
-    python -m rag.throughput ../shared/benchmarks/scifact --passages 2000 [--backend onnx-int8]
+    python -m rag.throughput ../shared/benchmarks/scifact --passages 2000 [--backend onnx]
 
 >>> measure(passages)  # doctest: +SKIP
-{'passages': 2000, 'backend': 'onnx', 'index_passages_per_s': ..., 'reference_passages_per_s': ..., 'ratio': ...}
+{'passages': 2000, 'backend': 'onnx-int8-rows', 'index_passages_per_s': ..., 'reference_passages_per_s': ..., 'ratio': ...}
 """
 
 from __future__ import annotations
