@@ -239,6 +239,10 @@ class Bm25:
             found.append((rows, counts))
         return found
 
+    def _term_scores(self, part: int, weight: np.float32, rows: np.ndarray, counts: np.ndarray) -> np.ndarray:
+        """What a term of ``weight`` adds to the BM25 score of each of a part's ``rows`` holding it ``counts`` times."""
+        return weight * (counts / (self._norm(part)[rows] + counts))
+
     def _norm(self, part: int) -> np.ndarray:
         """BM25's length normalisation ``k1 * (1 - b + b * length / average)`` of every row of a part
         (computed on first use: the parts and their statistics never change)."""
@@ -299,7 +303,7 @@ class Bm25:
             for part, (rows, counts) in enumerate(postings):
                 before = totals[part][rows]
                 found[part].append(rows[before == 0])
-                totals[part][rows] = before + weight * (counts / (self._norm(part)[rows] + counts))
+                totals[part][rows] = before + self._term_scores(part, weight, rows, counts)
             left -= float(weight)
             done += float(weight)
             widened += 1
@@ -311,7 +315,7 @@ class Bm25:
                     at = np.minimum(np.searchsorted(rows, candidates[part]), len(rows) - 1)
                     held = rows[at] == candidates[part]
                     hits, hit_counts = candidates[part][held], counts[at[held]]
-                    totals[part][hits] += weight * (hit_counts / (self._norm(part)[hits] + hit_counts))
+                    totals[part][hits] += self._term_scores(part, weight, hits, hit_counts)
             left -= float(weight)
         scores, ids = [], []
         for (segment, _), total, rows in zip(self._parts, totals, candidates):
