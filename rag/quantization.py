@@ -76,13 +76,13 @@ def _activation_peaks(model: Any, names: list[str], tokenizer: Path) -> dict[str
     session = onnxruntime.InferenceSession(probe.SerializeToString(), providers=["CPUExecutionProvider"])
     wanted = [item.name for item in session.get_inputs()]
     split = Tokenizer.from_file(str(tokenizer))
-    peaks = {name: np.zeros(0, dtype=np.float32) for name in names}
+    peaks: dict[str, np.ndarray] = {}
     for text in calibration_texts(tokenizer):
         ids = np.array([split.encode(text).ids], dtype=np.int64)
         feeds = {"input_ids": ids, "attention_mask": np.ones_like(ids), "token_type_ids": np.zeros_like(ids)}
         for name, value in zip(names, session.run(names, {name: feeds[name] for name in wanted})):
             peak = np.abs(value).reshape(-1, value.shape[-1]).max(axis=0)
-            peaks[name] = peak if peaks[name].size == 0 else np.maximum(peaks[name], peak)
+            peaks[name] = np.maximum(peaks.get(name, peak), peak)
     return peaks
 
 

@@ -661,6 +661,7 @@ class Retriever:
         scores = self.reranker.score(question, texts)
         return sorted(zip(ids, scores), key=lambda item: -item[1])
 
+
 def _dense_search_when_encoded(
     index: OpenIndex, encoding: Future[np.ndarray], candidates: int, allowed: set[int] | None, filters: Filters | None
 ) -> Future[tuple[np.ndarray, np.ndarray]]:
