@@ -141,7 +141,9 @@ class FusionSettings:
     ``candidates`` passages per list are fused when searching passages;
     ``source_candidates`` passages (dense) and documents (BM25) when ranking documents.
     In hybrid passage search, each passage also gains ``sentence_weight`` times the score of
-    its supporting sentence, so the passage whose best sentence answers the question leads.
+    its supporting sentence, so the passage whose best sentence answers the question leads, and
+    ``period_weight`` when its brief's week covers a year, month or day the question names
+    (``rag.periods``: "in September 2017" favours the briefs of that month).
     The best ``pool_per_hit * k + pool_extra`` fused candidates of a search for ``k`` hits are
     read and their sentences scored; the rest cannot be returned. (Three per hit gave the same
     figures on the seeds' question sets and the benchmarks as the eight per hit it replaced, in
@@ -154,6 +156,7 @@ class FusionSettings:
     candidates: int = 100
     source_candidates: int = 1000
     sentence_weight: float = 2.0
+    period_weight: float = 0.2
     pool_per_hit: int = 3
     pool_extra: int = 10
 

@@ -57,6 +57,7 @@ from .index import (
     open_index,
     search_text,
 )
+from .periods import Period, in_periods, question_periods
 from .reads import SearchReads
 from .rerank import Reranker
 from .sentences import QuestionProfile, question_profile, score_sentences, sentence_terms
@@ -555,7 +556,8 @@ class Retriever:
         quotes: dict[int, list[Quote]] = {}
         if scored:
             quotes = _supporting_sentences(reads, [record for record, _ in ordered], query_vector, profile)
-            ordered = _add_sentence_scores(ordered, quotes, self.fusion.sentence_weight)
+            periods = question_periods(question)
+            ordered = _add_sentence_scores(ordered, quotes, self.fusion.sentence_weight, periods, self.fusion.period_weight)
         ordered = ranking.drop_overlapping(ordered, lambda item: (item[0].source, item[0].start, item[0].end))
         if mmr is not None and ordered:
             vectors = index.vectors.vectors([record.id for record, _ in ordered])
@@ -778,10 +780,16 @@ def _hit(rank: int, record: PassageRecord, score: float, sentence: SentenceSpan,
 
 
 def _add_sentence_scores(
-    ordered: list[tuple[PassageRecord, float]], quotes: dict[int, list[Quote]], weight: float
+    ordered: list[tuple[PassageRecord, float]],
+    quotes: dict[int, list[Quote]],
+    weight: float,
+    periods: Sequence[Period] = (),
+    period_weight: float = 0.0,
 ) -> list[tuple[PassageRecord, float]]:
     """Passages re-scored, best first: ``BRIEF_PRIOR`` of each passage's fused score is replaced by
-    the best fused score of its brief, and ``weight`` times its best sentence's score is added.
+    the best fused score of its brief, ``period_weight`` is added when the brief's week covers one
+    of the ``periods`` the question names (``rag.periods``), and ``weight`` times its best
+    sentence's score is added.
 
     The brief's score tells which brief answers; its passages then compete on their sentences,
     so the passage holding the answering sentence leads its overlapping neighbours.
@@ -790,7 +798,8 @@ def _add_sentence_scores(
     for record, score in ordered:
         brief[record.source] = max(brief.get(record.source, score), score)
     rescored = [
-        (record, (1.0 - BRIEF_PRIOR) * score + BRIEF_PRIOR * brief[record.source] + weight * quotes[record.id][0].score)
+        (record, (1.0 - BRIEF_PRIOR) * score + BRIEF_PRIOR * brief[record.source] + weight * quotes[record.id][0].score
+         + period_weight * in_periods(periods, record.week_start, record.week_end))
         for record, score in ordered
     ]
     return sorted(rescored, key=lambda item: -item[1])

@@ -550,9 +550,34 @@ def test_the_passage_holding_the_answering_sentence_of_the_best_brief_leads() ->
     assert [record.id for record, _ in rescored] == [2, 3, 1]
 
 
+def test_a_brief_of_the_period_a_question_names_is_preferred() -> None:
+    from rag.periods import question_periods
+    from rag.retrieval import Quote, SentenceSpan, _add_sentence_scores
+
+    def passage(passage_id: int, source: str, week: str):
+        return replace(_record(passage_id, "x", 0, ((0, 1),)), source=source, week_start=week, week_end=week)
+
+    quotes = {1: [Quote(SentenceSpan("x", 0, 1), 0.5, 0.5, 0.0)], 2: [Quote(SentenceSpan("x", 0, 1), 0.5, 0.5, 0.0)]}
+    ordered = [(passage(1, "december.txt", "2017-12-11"), 0.6), (passage(2, "september.txt", "2017-09-11"), 0.5)]
+    periods = question_periods("What was held in September 2017?")
+    assert [r.id for r, _ in _add_sentence_scores(ordered, quotes, 1.0, periods, 0.2)] == [2, 1]
+    assert [r.id for r, _ in _add_sentence_scores(ordered, quotes, 1.0, periods, 0.0)] == [1, 2]
+    assert [r.id for r, _ in _add_sentence_scores(ordered, quotes, 1.0, (), 0.2)] == [1, 2]
+
+
+def test_a_question_naming_a_month_finds_the_brief_of_that_month(seeds_retriever: Retriever) -> None:
+    """The Kazakh brief (September 11-17, 2017) says "last week", not the month; the Chinese one of
+    December 2017 names September: only the brief's week tells them apart."""
+    question = "What bilateral body on arms cooperation held its eighth session in Kazakhstan in September 2017?"
+    undated = Retriever(seeds_retriever.corpus, seeds_retriever.index_dir, seeds_retriever.settings,
+                        seeds_retriever._index, FusionSettings(period_weight=0.0))
+    assert seeds_retriever.search(question, k=3)[0].week_start == "2017-09-11"
+    assert undated.search(question, k=3)[0].week_start != "2017-09-11"
+
+
 def test_seeds_question_sets_quote_the_answering_sentence(seeds_retriever: Retriever) -> None:
-    """Floors on the two training sets (measured 0.775 and 0.705; 0.70 and 0.68 before sentence
-    scoring used IDF, neighbours and the brief's score)."""
-    for name, floor in (("seeds_qa.jsonl", 0.75), ("seeds_qa_train2.jsonl", 0.70)):
+    """Floors on the two training sets (measured 0.80 and 0.705; 0.70 and 0.68 before sentence
+    scoring used IDF, neighbours, the brief's score and the period the question names)."""
+    for name, floor in (("seeds_qa.jsonl", 0.775), ("seeds_qa_train2.jsonl", 0.70)):
         metrics = evaluate_qa(seeds_retriever, read_qa(DATA / name), "hybrid").metrics
         assert metrics["sentence_holds_evidence"] >= floor and metrics["recall@1"] >= 0.925, (name, metrics)
