@@ -382,10 +382,11 @@ def _ask(args: argparse.Namespace, out: TextIO) -> int:
     retriever = _open(args)
     kwargs = _resolved(retriever, kwargs)
     hits = retriever.search(args.question, **kwargs)
+    reason = None if hits else retriever.explain_empty(args.question, args.mode, kwargs["filters"])
     if args.json:
-        out.write(json.dumps(results_payload(args.question, hits), ensure_ascii=False, indent=2) + "\n")
-    elif not hits:
-        out.write(f"No passage found: {retriever.explain_empty(args.question, args.mode, kwargs['filters'])}.\n")
+        out.write(json.dumps(results_payload(args.question, hits, reason), ensure_ascii=False, indent=2) + "\n")
+    elif reason is not None:
+        out.write(f"No passage found: {reason}.\n")
     else:
         payload = results_payload(args.question, hits)
         if not payload["answer_found"]:

@@ -61,6 +61,7 @@ from .periods import Period, in_periods, question_periods
 from .reads import SearchReads
 from .rerank import Reranker
 from .sentences import QuestionProfile, question_profile, score_sentences, sentence_terms
+from .stores.lexical import terms
 from .stores.passages import Filters, PassageRecord
 
 _QUESTION_CACHE_SIZE = 1024
@@ -137,11 +138,15 @@ def answer_found(hits: Sequence[Hit]) -> bool:
     return any(hit.confidence >= ANSWER_THRESHOLD for hit in hits)
 
 
-def results_payload(question: str | None, hits: Sequence[Hit]) -> dict[str, Any]:
-    """The JSON document of one search, as ``rag ask --json``, the app's export and ``/search`` give it."""
+def results_payload(question: str | None, hits: Sequence[Hit], reason: str | None = None) -> dict[str, Any]:
+    """The JSON document of one search, as ``rag ask --json``, the app's export and ``/search`` give it;
+    ``reason`` (why there are no hits, :meth:`Retriever.explain_empty`) is added when given."""
     records = [hit.to_dict() for hit in hits]
-    return {"question": printable(question), "answer_found": answer_found(hits),
-            "digest": digest(records, threshold=ANSWER_THRESHOLD), "hits": records}
+    payload = {"question": printable(question), "answer_found": answer_found(hits),
+               "digest": digest(records, threshold=ANSWER_THRESHOLD), "hits": records}
+    if reason is not None:
+        payload["reason"] = reason
+    return payload
 
 
 @dataclass(frozen=True)
@@ -151,10 +156,12 @@ class Answer:
     question: str | None
     hits: list[Hit]
     error: str | None = None
+    #: Why a searched question found no passage (:meth:`Retriever.explain_empty`).
+    reason: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """:func:`results_payload`, plus ``error`` when the question could not be answered."""
-        payload = results_payload(self.question, self.hits)
+        payload = results_payload(self.question, self.hits, self.reason)
         if self.error is not None:
             payload["error"] = self.error
         return payload
@@ -261,6 +268,11 @@ class Retriever:
     def report(self) -> IndexReport:
         """What the last open or refresh did to the index."""
         return self._index.report
+
+    @property
+    def encoder_loaded(self) -> bool:
+        """Whether the question encoder is loaded (the first search loads it)."""
+        return self._encoder is not None
 
     @property
     def encoder(self) -> QuestionEncoder:
@@ -424,9 +436,14 @@ class Retriever:
                     return ("no indexed passage matches " + (" and ".join(alone) if alone else "all the filters together")
                             + ": widen or clear a filter")
         if mode == "bm25":
+            if not terms(question):
+                return "the question holds only common words, which BM25 ignores: try hybrid or dense mode"
             with self._lease() as index:
                 if not index.lexical.search(question, 1)[1].size:
                     return "no word of the question is in the index (BM25 matches words): try hybrid or dense mode"
+            if filters is not None and not filters.is_empty():
+                return ("no passage the filters select holds a word of the question (BM25 matches words): "
+                        "widen the filters or try hybrid or dense mode")
         return "nothing matched: try another wording or search mode"
 
     def search_many(
@@ -487,7 +504,8 @@ class Retriever:
             if isinstance(item, QueryError):
                 yield Answer(question, [], str(item))
             else:
-                yield Answer(question, self._answer(item, _ready(vectors[item]), k, mode, filters, mmr))
+                hits = self._answer(item, _ready(vectors[item]), k, mode, filters, mmr)
+                yield Answer(question, hits, reason=None if hits else self.explain_empty(item, mode, filters))
 
     def _answer(
         self, question: str, vector: Future[np.ndarray], k: int, mode: str, filters: Filters | None, mmr: float | None

@@ -237,6 +237,10 @@ def test_filter_mistakes_are_usage_errors_and_empty_results_say_why(capsys, seed
     assert status == 0 and json.loads(out)["hits"][0]["source"] == CHINA
     status, out, _ = run(capsys, "ask", "China", "--trend", "worse", *options)
     assert status == 0 and out == "No passage found: no indexed passage matches trend worse: widen or clear a filter.\n"
+    status, out, _ = run(capsys, "ask", "China", "--trend", "worse", "--json", *options)
+    payload = json.loads(out)
+    assert status == 0 and payload["hits"] == [] and payload["answer_found"] is False
+    assert payload["reason"] == "no indexed passage matches trend worse: widen or clear a filter"
 
 
 def test_ask_leads_with_a_cited_digest(capsys, seeds_copy: Path, index_dir: Path) -> None:

@@ -406,6 +406,14 @@ def test_an_empty_result_says_why(seeds_retriever: Retriever) -> None:
     assert "all the filters together" in seeds_retriever.explain_empty("China", "hybrid", both)
     assert seeds_retriever.search("zzzqqq xyzzy", mode="bm25") == []
     assert "no word of the question is in the index" in seeds_retriever.explain_empty("zzzqqq xyzzy", "bm25", None)
+    assert seeds_retriever.search("and of the", mode="bm25") == []
+    assert "only common words" in seeds_retriever.explain_empty("and of the", "bm25", None)
+    china = F(sources=(CHINA,))  # Roketsan is in the Turkish brief only
+    assert seeds_retriever.search("Roketsan", mode="bm25", filters=china) == []
+    assert "no passage the filters select holds a word" in seeds_retriever.explain_empty("Roketsan", "bm25", china)
+    answers = list(seeds_retriever.search_many(["Roketsan", "China"], mode="bm25", filters=china))
+    assert answers[0].to_dict()["reason"].startswith("no passage the filters select") and answers[1].reason is None
+    assert "reason" not in answers[1].to_dict()
 
 
 def test_questions_the_briefs_do_not_answer_are_flagged(seeds_retriever: Retriever) -> None:
