@@ -13,7 +13,7 @@ from __future__ import annotations
 import signal
 import sys
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -99,6 +99,11 @@ element.addEventListener('click', (event) => {
   }
 });
 """
+
+# Asks before the Remove button deletes the chosen file; nothing is chosen (or sent) otherwise.
+_CONFIRM_REMOVAL_JS = """(source) => source && window.confirm(
+  `Delete ${source} from the corpus folder? The file itself is deleted, and its passages leave the index.`
+) ? source : null"""
 
 # Scrolls the brief box to its highlighted passage, then brings the box itself into view.
 _SCROLL_JS = f"""() => {{
@@ -206,10 +211,10 @@ class SearchApp:
             hits = self.retriever.search(question, _whole(k), mode=mode, filters=filters)
         except RagError as error:
             return message(_capitalized(f"{error}."), "error"), "", _NO_RESULTS
-        payload = results_payload(question, hits)
+        why = None if hits else self.retriever.explain_empty(question, mode, filters)
+        payload = results_payload(question, hits, why)
         scope = _describe(filters, {doc["source"]: doc["title"] for doc in self.retriever.documents()})
-        if not hits:
-            why = self.retriever.explain_empty(question, mode, filters)
+        if why is not None:
             details = [f"Filters: {scope}"] if scope else []
             return message(_capitalized(f"no passage found: {why}."), "warning", details), "", payload
         summary = message(f"{len(hits)} passage{'s' if len(hits) > 1 else ''} for “{question.strip()}” ({mode} search)"
@@ -224,11 +229,19 @@ class SearchApp:
             return notice + summary, cards, payload
         return summary, cards, payload
 
-    def rerun(self, question: str | None, *controls: Any) -> tuple[Any, Any, Any]:
-        """:meth:`search` again after an example, k or the mode changed; nothing happens before a question is typed."""
+    def search_page(self, question: str | None, *controls: Any) -> Iterator[tuple[Any, Any, Any]]:
+        """:meth:`search` for the page: before the first question's model is loaded, the status says
+        so first (loading takes about a second; more on a busy machine)."""
+        if not self.retriever.encoder_loaded and (question or "").strip():
+            yield message("Loading the model… (first question only)"), gr.skip(), gr.skip()
+        yield self.search(question, *controls)
+
+    def rerun(self, question: str | None, *controls: Any) -> Iterator[tuple[Any, Any, Any]]:
+        """:meth:`search_page` again after an example, k or the mode changed; nothing happens before a question is typed."""
         if not (question or "").strip():
-            return gr.skip(), gr.skip(), gr.skip()
-        return self.search(question, *controls)
+            yield gr.skip(), gr.skip(), gr.skip()
+            return
+        yield from self.search_page(question, *controls)
 
     def fresh_panels(self) -> tuple[None, None, None, str, str]:
         """Empty export files (JSON, CSV, Markdown) and note, and the brief reader's placeholder: what a new search leaves."""
@@ -241,9 +254,9 @@ class SearchApp:
         """
         try:
             hits = self.retriever.search(question, _whole(k), mode=mode)
+            return results_payload(question, hits, None if hits else self.retriever.explain_empty(question, mode, None))
         except RagError as error:
             raise gr.Error(str(error)) from None
-        return results_payload(question, hits)
 
     def open_brief(self, payload: dict[str, Any] | None, rank: int) -> str:
         """The whole brief of result ``rank`` with its passage highlighted, or a message why not."""
@@ -428,9 +441,10 @@ def build_app(retriever: Retriever, *, read_only: bool = False) -> gr.Blocks:
                         rescan = gr.Button("Rescan corpus folder")
                         rebuild = gr.Button("Rebuild index from scratch")
                 with gr.Row():
-                    removal = gr.Dropdown(choices=brief_choices, label="Remove a document from the corpus folder", scale=3)
+                    removal = gr.Dropdown(choices=brief_choices, value=None, label="Remove a document from the corpus folder",
+                                          elem_id="rag-removal", scale=3)
                     remove = gr.Button("Remove", variant="stop", scale=1)
-            corpus_note = gr.HTML()
+            corpus_note = gr.HTML(elem_id="rag-corpus-note")
 
         # The page's own search event is private; the name /search belongs to the JSON endpoint below.
         # Enter, an example, a new k or mode all run the search; each clears the previous
@@ -439,11 +453,13 @@ def build_app(retriever: Retriever, *, read_only: bool = False) -> gr.Blocks:
         search_outputs = [status, results, results_state]
         stale = [json_file, csv_file, markdown_file, export_note, brief]
         question.submit(
-            app.search, inputs=search_inputs, outputs=search_outputs, api_name="search_page",
+            app.search_page, inputs=search_inputs, outputs=search_outputs, api_name="search_page",
             api_visibility="private", concurrency_id="search",
         ).then(app.fresh_panels, None, stale, api_visibility="private")
         rerun = {"inputs": search_inputs, "outputs": search_outputs, "api_visibility": "private", "concurrency_id": "search"}
-        for event in (examples.load_input_event.then, k.release, mode.change):
+        # k.change (not release): a key press moves the slider without releasing it; "always_last"
+        # runs the newest value once a drag's earlier searches are done.
+        for event in (examples.load_input_event.then, k.change, mode.change):
             event(app.rerun, **rerun).then(app.fresh_panels, None, stale, api_visibility="private")
         results.click(app.open_brief_event, [results_state], [brief], api_visibility="private").then(
             None, js=_SCROLL_JS, api_visibility="private"
@@ -457,10 +473,11 @@ def build_app(retriever: Retriever, *, read_only: bool = False) -> gr.Blocks:
             upload.upload(app.upload, [upload], corpus_outputs, **writer).then(
                 lambda: None, outputs=[upload], api_visibility="private"
             ).then(app.removable, None, removal, api_visibility="private")
-            for button, action, inputs in ((rebuild, app.rebuild, None), (rescan, app.rescan, None),
-                                           (remove, app.remove, [removal])):
-                button.click(action, inputs, corpus_outputs, **writer).then(
+            for button, action, inputs, js in ((rebuild, app.rebuild, None, None), (rescan, app.rescan, None, None),
+                                               (remove, app.remove, [removal], _CONFIRM_REMOVAL_JS)):
+                button.click(action, inputs, corpus_outputs, js=js, **writer).then(
                     app.removable, None, removal, api_visibility="private")
+            demo.load(app.removable, None, removal, api_visibility="private")
         demo.load(app.corpus_view, None, corpus_outputs[1:], api_visibility="private")
         gr.api(app.search_api, api_name="search", concurrency_id="search")
     return demo

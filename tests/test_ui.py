@@ -312,9 +312,19 @@ def test_a_new_search_leaves_no_older_panels_and_waits_for_a_question(app: Searc
     from rag.ui import BRIEF_PLACEHOLDER
 
     assert app.fresh_panels() == (None, None, None, "", f'<p class="rag-placeholder">{escape(BRIEF_PLACEHOLDER)}</p>')
-    assert all(isinstance(output, type(gr.skip())) for output in app.rerun("  ", 5, "dense"))
-    status, cards, payload = app.rerun(QUESTION, 2, "dense")
+    assert [type(output) for output in next(app.rerun("  ", 5, "dense"))] == [type(gr.skip())] * 3
+    *_, (status, cards, payload) = app.rerun(QUESTION, 2, "dense")
     assert payload["question"] == QUESTION and len(payload["hits"]) == 2 and "dense search" in status
+
+
+def test_the_first_question_says_the_model_is_loading(own_app: SearchApp) -> None:
+    assert not own_app.retriever.encoder_loaded
+    first = list(own_app.search_page(QUESTION, 3, "hybrid"))
+    assert len(first) == 2 and "Loading the model" in first[0][0]
+    assert [type(output) for output in first[0][1:]] == [type(gr.skip())] * 2
+    assert first[1][2]["question"] == QUESTION and own_app.retriever.encoder_loaded
+    again = list(own_app.search_page(QUESTION, 3, "hybrid"))
+    assert len(again) == 1 and "3 passages" in again[0][0]
 
 
 def test_examples_k_and_mode_rerun_the_search_and_clear_old_panels(seeds_retriever: Retriever) -> None:
@@ -322,13 +332,31 @@ def test_examples_k_and_mode_rerun_the_search_and_clear_old_panels(seeds_retriev
 
     demo = build_app(seeds_retriever)
     names = [getattr(dep.fn, "__name__", "") for dep in demo.fns.values()]
-    assert names.count("rerun") == 3 and names.count("fresh_panels") == 4 and names.count("search") == 1
+    assert names.count("rerun") == 3 and names.count("fresh_panels") == 4 and names.count("search_page") == 1
+    # k re-runs on any change of its value (a key press moves the slider without a release).
+    slider = next(block for block in demo.blocks.values() if isinstance(block, gr.Slider))
+    triggers = {event for dep in demo.fns.values() if getattr(dep.fn, "__name__", "") == "rerun"
+                for block_id, event in dep.targets if block_id == slider._id}
+    assert triggers == {"change"}
     # Every export file (JSON, CSV, Markdown) is among what each new search clears.
     exports = {block._id for block in demo.blocks.values() if isinstance(block, gr.File) and block.interactive is False}
     assert len(exports) == 3
     for dep in demo.fns.values():
         if getattr(dep.fn, "__name__", "") in ("fresh_panels", "export"):
             assert exports <= {block._id for block in dep.outputs}
+
+
+def test_nothing_is_chosen_for_removal_until_asked_and_removal_asks_first(seeds_retriever: Retriever) -> None:
+    from rag.ui import build_app
+
+    demo = build_app(seeds_retriever)
+    removal = next(block for block in demo.blocks.values() if getattr(block, "elem_id", None) == "rag-removal")
+    assert removal.value is None  # a click on Remove before choosing deletes nothing
+    removing = [dep for dep in demo.fns.values() if getattr(dep.fn, "__name__", "") == "remove"]
+    assert len(removing) == 1 and "confirm(" in removing[0].js
+    # A page opened later lists what was indexed since the app started, in the removal list too.
+    loads = [getattr(dep.fn, "__name__", "") for dep in demo.fns.values() if any(event == "load" for _, event in dep.targets)]
+    assert sorted(loads) == ["corpus_view", "removable"]
 
 
 def test_rescan_picks_up_dropped_files_and_remove_deletes_only_indexed_documents(own_app: SearchApp, tmp_path: Path) -> None:

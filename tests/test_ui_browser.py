@@ -243,3 +243,40 @@ def test_upload_indexes_a_brief_the_next_search_finds(own_page: Any, tmp_path: P
     own_page.get_by_role("tab", name="Search").click()
     ask(own_page, "Pantsir radars Oryol")
     expect(own_page.locator("#rag-results .rag-card").first).to_contain_text("pantsir-memo.txt")
+
+
+def test_a_key_press_on_k_reruns_the_search(page: Any) -> None:
+    from playwright.sync_api import expect
+
+    ask(page, "Roketsan")
+    expect(page.locator("#rag-status")).to_contain_text("5 passages")
+    page.locator('input[type="range"]').first.press("ArrowLeft")
+    expect(page.locator("#rag-status")).to_contain_text("4 passages")
+    expect(page.locator("#rag-results .rag-card")).to_have_count(4)
+
+
+def test_removal_needs_a_choice_and_a_confirmation(own_page: Any, corpus_dir: Path) -> None:
+    from playwright.sync_api import expect
+
+    china = corpus_dir / "003_d66b08127121952b.txt"
+    note = own_page.locator("#rag-corpus-note")
+    remove = own_page.get_by_role("button", name="Remove", exact=True)
+    own_page.get_by_role("tab", name="Corpus").click()
+    remove.click()  # nothing chosen yet: nothing is deleted
+    expect(note).to_contain_text("Choose an indexed document to remove")
+    own_page.locator("#rag-removal input").click()
+    own_page.get_by_role("option", name=CHINA_TITLE, exact=False).click()
+    choice = own_page.locator("#rag-removal input")
+    expect(choice).not_to_have_value("")
+    own_page.once("dialog", lambda dialog: dialog.dismiss())
+    remove.click()  # chosen, but the confirmation is declined
+    expect(choice).to_have_value("")  # the removal event and the list's reset after it are over
+    expect(note).to_contain_text("Choose an indexed document to remove")
+    assert china.exists() and len(list(corpus_dir.glob("*.txt"))) == 5
+    own_page.locator("#rag-removal input").click()
+    own_page.get_by_role("option", name=CHINA_TITLE, exact=False).click()
+    own_page.once("dialog", lambda dialog: dialog.accept())
+    remove.click()
+    expect(note).to_contain_text("Removed 003_d66b08127121952b.txt")
+    assert not china.exists() and len(list(corpus_dir.glob("*.txt"))) == 4
+    expect(own_page.locator("#rag-corpus")).not_to_contain_text(CHINA_TITLE)
