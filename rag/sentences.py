@@ -48,7 +48,7 @@ _QUESTION_WORDS = frozenset(terms(
 #: Country names, their adjectives and capitals (and one older name) that briefs use for one another.
 _PLACES = {
     "Afghanistan": "Afghan Kabul", "Algeria": "Algerian Algiers", "Armenia": "Armenian Yerevan",
-    "Azerbaijan": "Azerbaijani Azeri Baku", "Bangladesh": "Bangladeshi Dhaka", "Belarus": "Belarusian Belarussian",
+    "Azerbaijan": "Azerbaijani Azeri Baku", "Bangladesh": "Bangladeshi Dhaka", "Belarus": "Belarusian Belarussian Minsk",
     "Brazil": "Brazilian Brasilia", "Bulgaria": "Bulgarian Sofia", "China": "Chinese Beijing Sino PRC",
     "Cuba": "Cuban Havana", "Czechia": "Czech Prague", "Egypt": "Egyptian Cairo", "Estonia": "Estonian Tallinn",
     "Finland": "Finnish Helsinki", "France": "French Paris", "Georgia": "Georgian Tbilisi", "Germany": "German Berlin",
@@ -245,7 +245,7 @@ def _gain(profile: QuestionProfile, held: frozenset[str], before: frozenset[str]
 #: Openings that lean on the sentence before: demonstratives, pronouns, "the first/second",
 #: "one of", "N years later", "previously"...
 CONTINUATION_RE = re.compile(
-    r"^\W*(?:such|this|these|that|those|the latter|the former|it|its|they|their|them|he|she|his|her|"
+    r"^\W*(?:such|this|these|that(?! said)|those|the latter|the former|it|its|they|their|them|he|she|his|her|"
     r"both|neither|one of|the first|the second|the third|the same|previously|simultaneously|meanwhile|"
     r"however|apparently|for obvious reasons|\w+ (?:years?|months?|weeks?|days?) later)\b",
     re.IGNORECASE,
