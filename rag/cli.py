@@ -193,9 +193,9 @@ def build_parser() -> argparse.ArgumentParser:
                             "(default: ../shared/benchmarks beside the repository)")
 
     evaluate = commands.add_parser("eval", help="measure retrieval quality on a BEIR dataset folder or a QA file")
-    evaluate.add_argument("dataset", type=Path, metavar="DATASET",
-                          help="BEIR folder (corpus.jsonl, queries.jsonl, qrels/SPLIT.tsv) or a QA .jsonl file "
-                               "with question, source and evidence per line")
+    evaluate.add_argument("dataset", type=Path, nargs="+", metavar="DATASET",
+                          help="BEIR folder (corpus.jsonl, queries.jsonl, qrels/SPLIT.tsv), or one or more QA .jsonl "
+                               "files with question, source and evidence per line (scored as one set)")
     evaluate.add_argument("--mode", choices=SEARCH_MODES, default=DEFAULT_MODE,
                           help=f"hybrid (BM25 + dense fusion), dense or bm25 (default: {DEFAULT_MODE})")
     evaluate.add_argument("--split", default="test", help="BEIR qrels split to run (default: test)")
@@ -206,11 +206,12 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--corpus", type=Path,
                           help=f"QA file only: folder of the documents it asks about (default: {DEFAULT_CORPUS}/)")
     evaluate.add_argument("--json", action="store_true", help="print one JSON object instead of text")
-    evaluate.add_argument("--unanswerable", type=Path, metavar="FILE",
-                          help="QA file only: JSONL of questions the corpus does not answer; reports how many are "
-                               "flagged as not found")
+    evaluate.add_argument("--unanswerable", type=Path, metavar="FILE", action="append",
+                          help="QA files only: JSONL of questions the corpus does not answer; reports how many are "
+                               "flagged as not found (repeatable: the files are scored as one set)")
     evaluate.add_argument("--fit-confidence", action="store_true",
-                          help="with --unanswerable: print confidence weights fitted on these sets instead of scores")
+                          help="with --unanswerable: print confidence weights and threshold fitted on these sets "
+                               "instead of scores")
     return parser
 
 
@@ -459,27 +460,31 @@ def _eval(args: argparse.Namespace, out: TextIO) -> int:
     from . import evaluate
 
     report: evaluate.BeirReport | evaluate.QaReport
-    if args.dataset.is_dir():
+    if any(path.is_dir() for path in args.dataset):
+        if len(args.dataset) > 1:
+            raise UsageError("give one BEIR folder at a time (several DATASET arguments are for QA files)")
         if args.corpus is not None:
             raise UsageError("--corpus is for QA files: a BEIR folder holds its own corpus.jsonl")
-        dataset = evaluate.load_beir(args.dataset, args.split, args.limit)
-        retriever = evaluate.open_beir(args.dataset, args.index_dir, progress=sys.stderr.isatty())
+        root = args.dataset[0]
+        dataset = evaluate.load_beir(root, args.split, args.limit)
+        retriever = evaluate.open_beir(root, args.index_dir, progress=sys.stderr.isatty())
         for message in retriever.report.messages():
             print(f"rag: {message}", file=sys.stderr)
         report = evaluate.evaluate_beir(retriever, dataset, args.mode)
         heading = f"{report.dataset} · {report.split} split · {report.queries} queries · mode {report.mode}"
     else:
-        examples = evaluate.read_qa(args.dataset)[: args.limit]
-        unanswerable = evaluate.read_unanswerable(args.unanswerable) if args.unanswerable else []
+        examples = [example for path in args.dataset for example in evaluate.read_qa(path)][: args.limit]
+        unanswerable = [question for path in args.unanswerable or () for question in evaluate.read_unanswerable(path)]
         args.corpus = args.corpus or DEFAULT_CORPUS
         args.index_dir = args.index_dir or DEFAULT_INDEX_DIR
         if args.fit_confidence:
             if not unanswerable:
                 raise UsageError("--fit-confidence needs --unanswerable FILE")
-            weights = evaluate.fit_confidence(_open(args), examples, unanswerable, args.mode)
-            out.write(f"CONFIDENCE_WEIGHTS = {weights!r}\n")
+            weights, threshold = evaluate.fit_confidence(_open(args), examples, unanswerable, args.mode)
+            out.write(f"CONFIDENCE_WEIGHTS = {weights!r}\nANSWER_THRESHOLD = {threshold!r}\n")
             return 0
-        report = evaluate.evaluate_qa(_open(args), examples, args.mode, args.dataset.name, unanswerable)
+        name = " + ".join(path.name for path in args.dataset)
+        report = evaluate.evaluate_qa(_open(args), examples, args.mode, name, unanswerable)
         extra = f" + {len(unanswerable)} unanswerable" if unanswerable else ""
         heading = f"{report.dataset} · {report.questions} questions{extra} over {args.corpus} · mode {report.mode}"
     if args.json:

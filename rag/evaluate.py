@@ -379,15 +379,28 @@ def read_unanswerable(path: Path) -> list[str]:
 
 def fit_confidence(
     retriever: Retriever, examples: Sequence[QaExample], unanswerable: Sequence[str], mode: str
-) -> tuple[float, ...]:
-    """Weights for ``config.CONFIDENCE_WEIGHTS``: the rank-1 hit's evidence of answerable questions
-    against that of unanswerable ones (see ``rag.confidence.fit``)."""
-    from .confidence import fit
+) -> tuple[tuple[float, ...], float]:
+    """Weights for ``config.CONFIDENCE_WEIGHTS`` and the threshold for ``config.ANSWER_THRESHOLD``.
 
+    The weights are fitted on the rank-1 hit's evidence of answerable questions against that of
+    unanswerable ones (see ``rag.confidence.fit``); the threshold, on the answers' best confidence
+    among their top 5 hits with those weights, flags the most unanswerable questions with at most
+    5% of the answerable ones flagged (``rag.confidence.choose_threshold``).
+    """
+    from .confidence import choose_threshold, confidence, fit
+
+    answers = [(retriever.search(e.question, k=5, mode=mode), 1) for e in examples]
+    answers += [(retriever.search(question, k=5, mode=mode), 0) for question in unanswerable]
     rows, labels = [], []
-    for question, label in [(e.question, 1) for e in examples] + [(q, 0) for q in unanswerable]:
-        hits = retriever.search(question, k=1, mode=mode)
+    for hits, label in answers:
         if hits and hits[0].evidence is not None:
             rows.append(hits[0].evidence)
             labels.append(label)
-    return fit(rows, labels)
+    weights = fit(rows, labels)
+
+    def best(hits: Sequence[Any]) -> float:
+        return max((confidence(hit.evidence, weights) for hit in hits if hit.evidence is not None), default=0.0)
+
+    threshold = choose_threshold([best(hits) for hits, label in answers if label],
+                                 [best(hits) for hits, label in answers if not label])
+    return weights, threshold

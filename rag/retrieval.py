@@ -23,6 +23,7 @@ from typing import Any, TypeVar
 import numpy as np
 
 from . import ranking
+from .answer_types import expected_answer, holds_answer
 from .confidence import Evidence, confidence
 from .digest import digest
 from .config import (
@@ -764,14 +765,20 @@ def _hits_with_confidence(
     profile: QuestionProfile,
 ) -> list[Hit]:
     """The ranked hits, each with the confidence its evidence gives (see ``rag.confidence``): the
-    quoted sentence's cosine, the share of the question's terms the index knows, and whether the
-    question names something that neither the index nor, spelled a little differently, the hits hold."""
+    quoted sentence's cosine, the share of the question's terms the index knows, whether the
+    question names something that neither the index nor, spelled a little differently, the hits hold,
+    whether the quoted sentence lacks the kind of answer the question asks for, and the weight of the
+    question's heaviest term that no hit's passage holds."""
     if not chosen:
         return []
     known = index.lexical.known_share(question)
-    unknown = float(profile.names_unknown(term for record, *_ in chosen for term in sentence_terms(record.text)))
+    found = frozenset().union(*(sentence_terms(record.text) for record, *_ in chosen))
+    unknown = float(profile.names_unknown(found))
+    missing = profile.heaviest_missing(found)
+    kind = expected_answer(question)
     return [
-        _hit(rank, record, score, quote.span, Evidence(quote.cosine, known, unknown))
+        _hit(rank, record, score, quote.span,
+             Evidence(quote.cosine, known, unknown, float(not holds_answer(kind, quote.span.text, question)), missing))
         for rank, (record, score, quote) in enumerate(chosen, start=1)
     ]
 

@@ -152,6 +152,17 @@ class QuestionProfile:
     def total(self) -> float:
         return sum(self.weights)
 
+    def heaviest_missing(self, held: frozenset[str]) -> float:
+        """The share of the question's weight carried by its heaviest term that none of the forms ``held`` matches.
+
+        >>> profile = QuestionProfile((frozenset({"budget"}), frozenset({"belarus"})), (3.0, 1.0), 1.0)
+        >>> profile.heaviest_missing(sentence_terms("Belarus raised the budget.")), profile.heaviest_missing(frozenset({"belarus"}))
+        (0.0, 0.75)
+        """
+        total = self.total
+        missing = (weight for forms, weight in zip(self.forms, self.weights) if forms.isdisjoint(held))
+        return max(missing, default=0.0) / total if total else 0.0
+
     def names_unknown(self, nearby: Iterable[str] = ()) -> bool:
         """Whether the question names something no passage holds, not even spelled a little
         differently in the ``nearby`` terms (those of the passages found: "Lukashenko" for "Lukashenka")."""

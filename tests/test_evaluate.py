@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from rag.confidence import FEATURES
 from rag.errors import CorpusError
 from rag.evaluate import BeirCorpus, evaluate_qa, load_beir, open_beir, read_qa, scores
 from rag.retrieval import Retriever
@@ -197,11 +198,11 @@ def test_rag_eval_usage_errors(capsys, beir_dir: Path, beir_index: Path, extra: 
 def test_seeds_qa_file_scores(seeds_retriever: Retriever) -> None:
     report = evaluate_qa(seeds_retriever, read_qa(DATA / "seeds_qa.jsonl"), "hybrid", "seeds_qa.jsonl")
     assert report.questions == 40
-    assert report.metrics["recall@1"] >= 0.95
+    assert report.metrics["recall@1"] >= 0.975
     assert report.metrics["recall@5"] == 1.0
     assert report.metrics["evidence_in_top5"] >= 0.95
-    # Measured 0.60: paraphrased questions defeat sentence-level MiniLM similarity (see docs/benchmarks.md).
-    assert report.metrics["sentence_holds_evidence"] >= 0.55
+    # Measured 0.80 (README): paraphrased questions defeat sentence-level MiniLM similarity (docs/benchmarks.md).
+    assert report.metrics["sentence_holds_evidence"] >= 0.775
 
 
 def test_rag_eval_on_a_qa_file(capsys, corpus_dir: Path, seeds_index: Path) -> None:
@@ -211,6 +212,28 @@ def test_rag_eval_on_a_qa_file(capsys, corpus_dir: Path, seeds_index: Path) -> N
     result = json.loads(out)
     assert set(result) == QA_KEYS and result["questions"] == 4 and result["dataset"] == "seeds_qa.jsonl"
     assert result["recall@5"] == 1.0
+
+
+def test_rag_eval_scores_several_qa_files_as_one_set_and_fits_the_confidence_on_them(
+    capsys, corpus_dir: Path, seeds_index: Path
+) -> None:
+    options = ["--corpus", str(corpus_dir), "--index-dir", str(seeds_index)]
+    qa = [str(DATA / "seeds_qa.jsonl"), str(DATA / "seeds_qa_train2.jsonl")]
+    unanswerable = ["--unanswerable", str(DATA / "unanswerable_train.jsonl"),
+                    "--unanswerable", str(DATA / "unanswerable_train2.jsonl")]
+    status, out, _ = run_cli(capsys, "eval", *qa, *unanswerable, *options, "--json")
+    result = json.loads(out)
+    assert status == 0 and result["questions"] == 84 and result["dataset"] == "seeds_qa.jsonl + seeds_qa_train2.jsonl"
+    assert "unanswerable_flagged" in result
+    status, out, _ = run_cli(capsys, "eval", *qa, *unanswerable, *options, "--fit-confidence")
+    weights, threshold = out.splitlines()
+    assert status == 0 and weights.startswith("CONFIDENCE_WEIGHTS = (") and threshold.startswith("ANSWER_THRESHOLD = 0.")
+    assert len(weights.split(",")) == len(FEATURES) + 1 and 0.0 < float(threshold.split("= ")[1]) < 1.0
+
+
+def test_rag_eval_takes_one_beir_folder_at_a_time(capsys, beir_dir: Path, beir_index: Path) -> None:
+    code, _, err = run_cli(capsys, "eval", str(beir_dir), str(beir_dir), "--index-dir", str(beir_index))
+    assert code == 2 and "one BEIR folder at a time" in err
 
 
 def test_read_qa_rejects_a_line_without_evidence(tmp_path: Path) -> None:
