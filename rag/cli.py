@@ -9,6 +9,7 @@ import argparse
 import contextlib
 import itertools
 import json
+import os
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
@@ -40,6 +41,8 @@ if TYPE_CHECKING:
 
 EXIT_FAILURE = 1
 EXIT_USAGE = 2
+#: The status of a process ended by SIGPIPE (128 + 13), given when the reader of the output goes away.
+EXIT_BROKEN_PIPE = 141
 
 
 class UsageError(Exception):
@@ -55,6 +58,8 @@ def _ranged(kind: type, low: float, high: float | None = None, *, above: bool = 
             number = kind(value)
         except ValueError:
             raise argparse.ArgumentTypeError(f"must be {noun}, got {value!r}") from None
+        if number != number:  # NaN compares false with every bound
+            raise argparse.ArgumentTypeError(f"must be {noun}, got {value!r}")
         if (number <= low if above else number < low) or (high is not None and number > high):
             if high is None:
                 bounds = f"at least {low:g}"
@@ -265,18 +270,10 @@ def _ray(args: argparse.Namespace) -> Callable[[], PassageEmbedder] | None:
 
 
 def _filters(args: argparse.Namespace) -> Filters:
-    from datetime import date
+    from .stores.passages import Filters, filter_date
 
-    from .stores.passages import Filters
-
-    for name in ("date_from", "date_to"):
-        value = getattr(args, name)
-        if value is not None:
-            try:
-                date.fromisoformat(value)
-            except ValueError:
-                raise UsageError(f"--{name.replace('_', '-')} must be a date like 2019-04-15, got {value!r}") from None
-    return Filters(tuple(args.source), tuple(args.category), tuple(args.trend), args.date_from, args.date_to)
+    return Filters(tuple(args.source), tuple(args.category), tuple(args.trend),
+                   filter_date(args.date_from, "--date-from"), filter_date(args.date_to, "--date-to"))
 
 
 def _resolved(retriever: Retriever, kwargs: dict[str, Any]) -> dict[str, Any]:
@@ -353,7 +350,7 @@ def _ask_batch(args: argparse.Namespace, out: TextIO) -> int:
     handle = _open_batch(args.batch)
     retriever = _open(args)
     kwargs = _resolved(retriever, kwargs)
-    started, answered = time.perf_counter(), 0
+    started, lines_written, errors = time.perf_counter(), 0, 0
     with contextlib.closing(handle) if handle is not sys.stdin.buffer else contextlib.nullcontext():
         lines = _read_batch(handle)
         while chunk := list(itertools.islice(lines, QUESTION_BATCH)):
@@ -362,11 +359,19 @@ def _ask_batch(args: argparse.Namespace, out: TextIO) -> int:
                 answer = next(answers) if error is None else Answer(question, [], error)
                 out.write(json.dumps(answer.to_dict(), ensure_ascii=False) + "\n")
                 out.flush()
-                answered += 1
+                lines_written += 1
+                errors += answer.error is not None
     seconds = time.perf_counter() - started
+    answered = lines_written - errors
     rate = f" ({answered / seconds:.0f} questions/s)" if seconds > 0 and answered else ""
-    print(f"rag: answered {answered} questions in {seconds:.1f}s{rate}", file=sys.stderr)
+    failed = f"; {_count(errors, 'line')} could not be answered (see their \"error\")" if errors else ""
+    print(f"rag: answered {_count(answered, 'question')} in {seconds:.1f}s{rate}{failed}", file=sys.stderr)
     return 0
+
+
+def _count(number: int, noun: str) -> str:
+    """``number`` and ``noun``, plural unless one: "1 question", "3 questions"."""
+    return f"{number} {noun}{'' if number == 1 else 's'}"
 
 
 def _ask(args: argparse.Namespace, out: TextIO) -> int:
@@ -542,11 +547,19 @@ COMMANDS = {"index": _index, "ask": _ask, "serve": _serve, "eval": _eval, "bench
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``rag`` command; returns the exit status."""
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, unknown = parser.parse_known_args(argv)
     try:
-        return COMMANDS[args.command](args, sys.stdout)
-    except UsageError as error:
+        if unknown:
+            raise UsageError(f"unrecognized arguments: {' '.join(unknown)}")
+        status = COMMANDS[args.command](args, sys.stdout)
+        sys.stdout.flush()  # here, so a reader gone away is met below rather than at exit
+        return status
+    except (UsageError, QueryError) as error:
         parser.exit(EXIT_USAGE, f"rag {args.command}: error: {error} (see rag {args.command} --help)\n")
+    except BrokenPipeError:
+        # The reader went away (``rag ask … | head``): stop quietly, as a pipe's writer killed by SIGPIPE would.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_BROKEN_PIPE
     except RagError as error:
         print(f"rag: error: {error}", file=sys.stderr)
         return EXIT_FAILURE

@@ -17,7 +17,7 @@ from concurrent.futures import Future, ThreadPoolExecutor, wait
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any, TypeVar
 
 import numpy as np
@@ -712,15 +712,15 @@ def _match_source(given: str, known: Sequence[str], root: Path | None) -> str:
     text = given.strip()
     if text in known:
         return text
-    candidates = [text.removeprefix("./")]
+    candidates = [PurePosixPath(text).as_posix()]  # "./a.txt" and "sub//a.txt" name "a.txt" and "sub/a.txt"
     if root is not None:
         with contextlib.suppress(ValueError, OSError):
             candidates.append(Path(text).resolve().relative_to(Path(root).resolve()).as_posix())
     for candidate in candidates:
         if candidate in known:
             return candidate
-    for matches in ([s for s in known if Path(s).name == text],
-                    [s for s in known if any(s.startswith(c) or Path(s).name.startswith(c) for c in candidates if c)]):
+    for matches in (sorted(s for s in known if Path(s).name == text),
+                    sorted(s for s in known if any(s.startswith(c) or Path(s).name.startswith(c) for c in candidates if c))):
         if len(matches) == 1:
             return matches[0]
         if len(matches) > 1:

@@ -14,7 +14,6 @@ import signal
 import sys
 import tempfile
 from collections.abc import Iterator, Sequence
-from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +24,7 @@ from .digest import timeline
 from .documents import FolderCorpus
 from .errors import QueryError, RagError
 from .retrieval import Retriever, results_payload
-from .stores.passages import Filters
+from .stores.passages import Filters, filter_date
 from .ui_files import (
     MAX_UPLOAD_BYTES,
     UploadError,
@@ -118,16 +117,6 @@ _SCROLL_JS = f"""() => {{
 }}"""
 
 
-def _date(value: str | None, label: str) -> str | None:
-    value = (value or "").strip()
-    if not value:
-        return None
-    try:
-        return date.fromisoformat(value).isoformat()
-    except ValueError:
-        raise QueryError(f"{label} must be a date like 2018-06-11 (got {value!r})") from None
-
-
 def make_filters(
     sources: Sequence[str] | None,
     date_from: str | None,
@@ -136,7 +125,7 @@ def make_filters(
     trends: Sequence[str] | None,
 ) -> Filters:
     """``Filters`` from the filter controls; raises ``QueryError`` for a malformed or reversed date range."""
-    start, end = _date(date_from, "'Week from'"), _date(date_to, "'Week to'")
+    start, end = filter_date(date_from, "'Week from'"), filter_date(date_to, "'Week to'")
     if start and end and start > end:
         raise QueryError(f"the week range is reversed: {start} is after {end}")
     return Filters(tuple(sources or ()), tuple(categories or ()), tuple(trends or ()), start, end)

@@ -385,7 +385,7 @@ def test_no_sentence_is_quoted_twice_in_one_result_list(seeds_retriever: Retriev
 def test_filters_name_briefs_loosely_but_never_match_nothing_silently(seeds_retriever: Retriever, seeds_copy: Path) -> None:
     from rag.stores.passages import Filters as F
 
-    for given in (CHINA, "003", "003_d66b", f"./{CHINA}", str(seeds_copy / CHINA)):
+    for given in (CHINA, "003", "003_d66b", f"./{CHINA}", f".//{CHINA}", str(seeds_copy / CHINA)):
         resolved = seeds_retriever.resolve_filters(F(sources=(given,)))
         assert resolved is not None and resolved.sources == (CHINA,), given
     assert seeds_retriever.resolve_filters(F(categories=("SECURITY issues",))).categories == ("Security issues",)  # type: ignore[union-attr]

@@ -89,6 +89,7 @@ def test_no_match_and_bad_input_give_messages_not_tracebacks(app: SearchApp) -> 
     for kwargs, expected in [
         ({"question": "   "}, "The question is empty"),
         ({"date_from": "last week"}, "must be a date like"),
+        ({"date_to": "20190101"}, "must be a date like"),  # the CLI refuses it too
         ({"date_from": "2019-01-01", "date_to": "2018-01-01"}, "reversed"),
     ]:
         status, cards, payload = search(app, **kwargs)

@@ -8,10 +8,12 @@ its largest component is 127, and read back as the unit vector of its direction.
 from __future__ import annotations
 
 import json
+import re
 import sqlite3
 import threading
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +21,7 @@ import numpy as np
 
 from ..chunking import Chunk
 from ..documents import Document, Span
+from ..errors import QueryError
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS documents (
@@ -90,6 +93,29 @@ class Filters:
     def is_empty(self) -> bool:
         """True when the filters restrict nothing."""
         return not (self.sources or self.categories or self.trends or self.date_from or self.date_to)
+
+
+_ISO_DATE_RE = re.compile(r"\d{4}-\d{2}-\d{2}")
+
+
+def filter_date(value: str | None, label: str) -> str | None:
+    """The ISO date a week filter was given (``YYYY-MM-DD``; spaces around it ignored), ``None`` when blank.
+
+    Raises ``QueryError`` naming ``label`` for anything else, even forms ``date.fromisoformat``
+    would take ("20190101", "2019-W01"), so every interface accepts the same dates.
+
+    >>> filter_date(" 2019-04-15 ", "--date-from"), filter_date("", "--date-from")
+    ('2019-04-15', None)
+    """
+    text = (value or "").strip()
+    if not text:
+        return None
+    try:
+        if not _ISO_DATE_RE.fullmatch(text):
+            raise ValueError(text)
+        return date.fromisoformat(text).isoformat()
+    except ValueError:
+        raise QueryError(f"{label} must be a date like 2019-04-15 (YYYY-MM-DD), got {value!r}") from None
 
 
 _RECORD_COLUMNS = (
