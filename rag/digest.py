@@ -24,6 +24,7 @@ The timeline keeps every hit, not only the confident ones:
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -83,12 +84,26 @@ def week(entry: Mapping[str, Any]) -> str:
     return week_label(entry["week_start"], entry["week_end"])
 
 
+#: Characters that Markdown would read as markup inside a line.
+_MARKDOWN_SPECIAL = re.compile(r"([\\`*_\[\]<>|#])")
+
+
+def markdown_text(text: str) -> str:
+    r"""``text`` on one line, with Markdown's markup characters backslash-escaped so that it renders as itself.
+
+    >>> print(markdown_text("**Why** _did_ [x](y)?"))
+    \*\*Why\*\* \_did\_ \[x\](y)?
+    """
+    return _MARKDOWN_SPECIAL.sub(r"\\\1", " ".join(text.split()))
+
+
 def digest_markdown(question: str, entries: Sequence[Mapping[str, Any]]) -> str:
-    """The digest as a Markdown block an analyst can paste: one cited quote per line."""
-    lines = [f"**{question.strip()}** — evidence from the briefs, oldest first", ""]
+    """The digest as a Markdown block an analyst can paste: one cited quote per line (the question,
+    titles and quotes escaped so that they render as written)."""
+    lines = [f"**{markdown_text(question)}** — evidence from the briefs, oldest first", ""]
     for entry in entries:
         sentence = entry["sentence"]
         trend = f" (trend: {entry['trend']})" if entry["trend"] else ""
-        lines.append(f"- **{week(entry)}**{trend}: “{sentence['text']}” — {entry['title']}, {entry['source']}, "
-                     f"chars {sentence['start']}–{sentence['end']}")
+        lines.append(f"- **{week(entry)}**{trend}: “{markdown_text(sentence['text'])}” — {markdown_text(entry['title'])}, "
+                     f"{markdown_text(entry['source'])}, chars {sentence['start']}–{sentence['end']}")
     return "\n".join(lines) + "\n"

@@ -99,10 +99,10 @@ element.addEventListener('click', (event) => {
 });
 """
 
-# Asks before the Remove button deletes the chosen file; nothing is chosen (or sent) otherwise.
-_CONFIRM_REMOVAL_JS = """(source) => source && window.confirm(
+# Asks before the Remove button deletes the chosen file: sends the choice and whether it was confirmed.
+_CONFIRM_REMOVAL_JS = """(source, confirmed) => [source, Boolean(source) && window.confirm(
   `Delete ${source} from the corpus folder? The file itself is deleted, and its passages leave the index.`
-) ? source : null"""
+)]"""
 
 # Scrolls the brief box to its highlighted passage, then brings the box itself into view.
 _SCROLL_JS = f"""() => {{
@@ -145,8 +145,15 @@ def _describe(filters: Filters, titles: dict[str, str]) -> str:
 
 
 def filter_choices(documents: Sequence[dict[str, Any]]) -> tuple[list[tuple[str, str]], list[str], list[str]]:
-    """Choices of the brief (label, source), category and trend filters for the indexed documents."""
-    briefs = [(f"{doc['title']} ({doc['week_start'] or doc['source']})", doc["source"]) for doc in documents]
+    """Choices of the brief (label, source), category and trend filters for the indexed documents.
+
+    A brief is labelled with its title and week (its file name when it has none), and with its
+    file name too when another brief has the same title and week.
+    """
+    labels = [f"{doc['title']} ({doc['week_start'] or doc['source']})" for doc in documents]
+    repeated = {label for label in labels if labels.count(label) > 1}
+    briefs = [(f"{label[:-1]}, {doc['source']})" if label in repeated else label, doc["source"])
+              for label, doc in zip(labels, documents)]
     categories = sorted({doc["category"] for doc in documents if doc["category"]})
     trends = sorted({doc["trend"] for doc in documents if doc["trend"]})
     return briefs, categories, trends
@@ -267,14 +274,17 @@ class SearchApp:
         Returns (JSON path, CSV path, Markdown path, note HTML); the Markdown path is ``None``
         when the results have no digest (the briefs do not seem to answer the question).
         """
-        if not payload or not payload["hits"]:
+        if not payload or not (payload["question"] or "").strip():
             return None, None, None, message("Nothing to export yet: run a search first.", "warning")
         folder = Path(tempfile.mkdtemp(dir=self._exports.name))
-        note = f"Exported {len(payload['hits'])} results for “{payload['question'].strip()}”."
+        found = len(payload["hits"])
+        note = f"Exported {found} result{'' if found == 1 else 's'} for “{payload['question'].strip()}”."
+        if not found:
+            note += f" No passage was found: {payload.get('reason') or 'nothing matched'}."
         markdown = None
         if payload["digest"]:
             markdown = str(write_digest(payload, folder))
-        else:
+        elif found:
             note += " No digest to export as Markdown: the briefs do not seem to answer this question."
         return str(write_json(payload, folder)), str(write_csv(payload, folder)), markdown, message(note)
 
@@ -342,8 +352,8 @@ class SearchApp:
         """Index what changed in the corpus folder (files dropped in, edited or deleted while the app runs)."""
         return self._refreshed("Rescanned the corpus folder.")
 
-    def remove(self, source: str | None) -> CorpusUpdate:
-        """Delete one indexed document's file from the corpus folder and re-index.
+    def remove(self, source: str | None, confirmed: bool = True) -> CorpusUpdate:
+        """Delete one indexed document's file from the corpus folder and re-index, once ``confirmed``.
 
         Only a document the index lists, inside the corpus folder, is ever deleted (a link is
         removed, never what it points to).
@@ -353,6 +363,8 @@ class SearchApp:
         known = {doc["source"] for doc in self.retriever.documents()}
         if not source or source not in known:
             return (message("Choose an indexed document to remove.", "warning"), *self.corpus_view())
+        if not confirmed:
+            return (message(f"Nothing was removed: {source} stays in the corpus."), *self.corpus_view())
         path = self.corpus_dir / source
         if not path.parent.resolve().is_relative_to(self.corpus_dir.resolve()):
             return (message(f"{source} is not inside the corpus folder.", "error"), *self.corpus_view())
@@ -362,9 +374,26 @@ class SearchApp:
             return (message(f"{source} could not be removed: {error.strerror or error}", "error"), *self.corpus_view())
         return self._refreshed(f"Removed {source}.")
 
-    def removable(self) -> gr.Dropdown:
-        """The choices of the "Remove a document" list: every indexed document."""
-        return gr.Dropdown(choices=filter_choices(self.retriever.documents())[0], value=None)
+    def removable(self, chosen: str | None = None) -> gr.Dropdown:
+        """The choices of the "Remove a document" list: every indexed document; ``chosen`` stays
+        chosen while it is still indexed."""
+        briefs = filter_choices(self.retriever.documents())[0]
+        return gr.Dropdown(choices=briefs, value=chosen if chosen in {source for _, source in briefs} else None)
+
+    def pruned_filters(
+        self, sources: Sequence[str] | None, categories: Sequence[str] | None, trends: Sequence[str] | None
+    ) -> tuple[gr.Dropdown, gr.Dropdown, gr.Dropdown]:
+        """The filter choices without the briefs, categories and trends that left the index (after the
+        corpus changed), so that no search is filtered by what the page no longer shows."""
+        briefs, known_categories, known_trends = filter_choices(self.retriever.documents())
+        known_sources = {source for _, source in briefs}
+        kept = (
+            (briefs, [source for source in sources or () if source in known_sources]),
+            (known_categories, [category for category in categories or () if category in known_categories]),
+            (known_trends, [trend for trend in trends or () if trend in known_trends]),
+        )
+        first, second, third = (gr.Dropdown(choices=choices, value=value, multiselect=True) for choices, value in kept)
+        return first, second, third
 
 
 def build_app(retriever: Retriever, *, read_only: bool = False) -> gr.Blocks:
@@ -398,9 +427,13 @@ def build_app(retriever: Retriever, *, read_only: bool = False) -> gr.Blocks:
                 )
             with gr.Accordion("Filters: brief, week, category, trend", open=False):
                 with gr.Row():
-                    sources = gr.Dropdown(choices=brief_choices, multiselect=True, label="Brief", scale=2)
-                    categories = gr.Dropdown(choices=category_choices, multiselect=True, label="Category")
-                    trends = gr.Dropdown(choices=trend_choices, multiselect=True, label="Trend")
+                    # Custom values: a choice that left the index since the page loaded reaches the search, which
+                    # names it, instead of failing Gradio's check; a typed name or prefix matches as --source does.
+                    sources = gr.Dropdown(choices=brief_choices, multiselect=True, label="Brief", scale=2,
+                                          allow_custom_value=True, elem_id="rag-sources")
+                    categories = gr.Dropdown(choices=category_choices, multiselect=True, label="Category",
+                                             allow_custom_value=True)
+                    trends = gr.Dropdown(choices=trend_choices, multiselect=True, label="Trend", allow_custom_value=True)
                 with gr.Row():
                     date_from = gr.Textbox(label="Week from", placeholder="YYYY-MM-DD, e.g. 2018-01-01")
                     date_to = gr.Textbox(label="Week to", placeholder="YYYY-MM-DD, e.g. 2019-12-31")
@@ -431,8 +464,9 @@ def build_app(retriever: Retriever, *, read_only: bool = False) -> gr.Blocks:
                         rebuild = gr.Button("Rebuild index from scratch")
                 with gr.Row():
                     removal = gr.Dropdown(choices=brief_choices, value=None, label="Remove a document from the corpus folder",
-                                          elem_id="rag-removal", scale=3)
+                                          elem_id="rag-removal", scale=3, allow_custom_value=True)
                     remove = gr.Button("Remove", variant="stop", scale=1)
+                    confirmed = gr.Checkbox(False, visible=False)  # set by the confirmation dialog
             corpus_note = gr.HTML(elem_id="rag-corpus-note")
 
         # The page's own search event is private; the name /search belongs to the JSON endpoint below.
@@ -459,13 +493,16 @@ def build_app(retriever: Retriever, *, read_only: bool = False) -> gr.Blocks:
         corpus_outputs = [corpus_note, corpus, sources, categories, trends]
         if not read_only:
             writer = {"concurrency_limit": 1, "concurrency_id": WRITER_CONCURRENCY_ID, "api_visibility": "private"}
-            upload.upload(app.upload, [upload], corpus_outputs, **writer).then(
-                lambda: None, outputs=[upload], api_visibility="private"
-            ).then(app.removable, None, removal, api_visibility="private")
+            filters = [sources, categories, trends]
+            changes = [upload.upload(app.upload, [upload], corpus_outputs, **writer).then(
+                lambda: None, outputs=[upload], api_visibility="private")]
             for button, action, inputs, js in ((rebuild, app.rebuild, None, None), (rescan, app.rescan, None, None),
-                                               (remove, app.remove, [removal], _CONFIRM_REMOVAL_JS)):
-                button.click(action, inputs, corpus_outputs, js=js, **writer).then(
-                    app.removable, None, removal, api_visibility="private")
+                                               (remove, app.remove, [removal, confirmed], _CONFIRM_REMOVAL_JS)):
+                changes.append(button.click(action, inputs, corpus_outputs, js=js, **writer))
+            # After any change of the corpus: the removal list and the filters hold only what is indexed.
+            for change in changes:
+                change.then(app.removable, [removal], removal, api_visibility="private").then(
+                    app.pruned_filters, filters, filters, api_visibility="private")
             demo.load(app.removable, None, removal, api_visibility="private")
         demo.load(app.corpus_view, None, corpus_outputs[1:], api_visibility="private")
         gr.api(app.search_api, api_name="search", concurrency_id="search")

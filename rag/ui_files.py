@@ -26,6 +26,9 @@ CSV_COLUMNS = (
     "start", "end", "sentence_start", "sentence_end", "sentence", "text",
 )
 
+#: First characters that make a spreadsheet read a cell as a formula (OWASP: CSV injection).
+_FORMULA_STARTS = frozenset("=+-@\t\r")
+
 _NAME_RE = re.compile(r"[\w][\w .()+,-]*", re.UNICODE)
 _MAX_NAME_LENGTH = 120
 
@@ -44,7 +47,8 @@ def write_json(payload: Mapping[str, Any], folder: Path) -> Path:
 def write_csv(payload: Mapping[str, Any], folder: Path) -> Path:
     """Write one row per hit with the question and :data:`CSV_COLUMNS` to ``folder/results.csv``.
 
-    UTF-8 with a byte-order mark, so spreadsheet programs read the quotes' characters right.
+    UTF-8 with a byte-order mark, so spreadsheet programs read the quotes' characters right; a text
+    cell a spreadsheet would take for a formula gets a leading apostrophe (:func:`spreadsheet_text`).
     """
     path = folder / "results.csv"
     with path.open("w", encoding="utf-8-sig", newline="") as handle:
@@ -53,8 +57,20 @@ def write_csv(payload: Mapping[str, Any], folder: Path) -> Path:
         for hit in payload["hits"]:
             sentence = hit["sentence"]
             row = {**hit, "sentence_start": sentence["start"], "sentence_end": sentence["end"], "sentence": sentence["text"]}
-            writer.writerow([payload["question"], *(row[column] for column in CSV_COLUMNS)])
+            writer.writerow([spreadsheet_text(value) for value in (payload["question"], *(row[c] for c in CSV_COLUMNS))])
     return path
+
+
+def spreadsheet_text(value: Any) -> Any:
+    """``value``, with an apostrophe before a text that a spreadsheet would run as a formula
+    (one starting with ``=``, ``+``, ``-``, ``@``, a tab or a carriage return); numbers as they are.
+
+    >>> print(spreadsheet_text('=HYPERLINK("http://x")'), spreadsheet_text("Roketsan"), spreadsheet_text(-0.5))
+    '=HYPERLINK("http://x") Roketsan -0.5
+    """
+    if isinstance(value, str) and value[:1] in _FORMULA_STARTS:
+        return "'" + value
+    return value
 
 
 def write_digest(payload: Mapping[str, Any], folder: Path) -> Path:

@@ -95,10 +95,8 @@ def citation(hit: Mapping[str, Any]) -> str:
     Format: ``“QUOTE” — TITLE (week START–END), FILE, chars S–E``; the span is the quote's.
     """
     sentence = hit["sentence"]
-    return (
-        f"“{sentence['text']}” — {hit['title']} (week {week_label(hit['week_start'], hit['week_end'])}), "
-        f"{hit['source']}, chars {sentence['start']}–{sentence['end']}"
-    )
+    when = f"week {week_label(hit['week_start'], hit['week_end'])}" if hit["week_start"] else "no date"
+    return f"“{sentence['text']}” — {hit['title']} ({when}), {hit['source']}, chars {sentence['start']}–{sentence['end']}"
 
 
 def marked(text: str, offset: int, start: int, end: int) -> str:
@@ -201,10 +199,11 @@ def timeline_view(weeks: Sequence[Mapping[str, Any]]) -> str:
         return ""
     busiest = max(int(entry["hits"]) for entry in weeks)
     total = sum(int(entry["hits"]) for entry in weeks)
+    dated = sum(1 for entry in weeks if entry["week_start"])
+    spread = _count(dated, "week") + (" and undated documents" if dated < len(weeks) else "") if dated else "undated documents"
     return (
-        f'<details class="rag-timeline"><summary><h3>Timeline: {_count(total, "passage")} in '
-        f'{_count(len(weeks), "week")}, oldest first</h3></summary>'
-        f'<ol class="rag-timeline-weeks">{"".join(_timeline_week(entry, busiest) for entry in weeks)}</ol></details>'
+        f'<details class="rag-timeline"><summary><h3>Timeline: {_count(total, "passage")} in {spread}, oldest first</h3>'
+        f'</summary><ol class="rag-timeline-weeks">{"".join(_timeline_week(entry, busiest) for entry in weeks)}</ol></details>'
     )
 
 

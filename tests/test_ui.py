@@ -19,6 +19,7 @@ from rag.ui_render import PASSAGE_ANCHOR, citation, timeline_view
 
 CHINA = "003_d66b08127121952b.txt"
 CHINA_TITLE = "Sino-Belarusian military-industrial cooperation is likely to widen"
+TURKEY = "000_3b696b7c0f75676d.txt"
 QUESTION = "What did Belarus seek from China?"
 EVIL = "<script>alert(1)</script>"
 EVIL_BRIEF = f"""by
@@ -151,6 +152,30 @@ def test_export_without_a_digest_gives_no_markdown_file(app: SearchApp) -> None:
     _, _, payload = search(app, "What is the population of Minsk?")
     json_path, csv_path, markdown_path, note = app.export(payload)
     assert json_path and csv_path and markdown_path is None and "No digest to export" in note
+
+
+def test_an_empty_result_exports_its_reason(app: SearchApp) -> None:
+    _, _, payload = search(app, date_from="2030-01-01")
+    json_path, csv_path, markdown_path, note = app.export(payload)
+    exported = json.loads(Path(json_path).read_text(encoding="utf-8"))
+    assert exported["hits"] == [] and exported["reason"].startswith("no indexed passage matches weeks 2030-01-01")
+    with open(csv_path, encoding="utf-8-sig", newline="") as handle:
+        assert list(csv.reader(handle)) == [["question", *CSV_COLUMNS]]
+    assert markdown_path is None and "Exported 0 results" in note and "no indexed passage matches" in note
+    _, _, failed = search(app, "   ")  # an error: nothing was searched, so nothing is exported
+    assert app.export(failed)[:3] == (None, None, None)
+
+
+def test_exports_do_not_let_a_spreadsheet_or_markdown_run_the_question(app: SearchApp) -> None:
+    question = "@Which Turkish firms such as **Roketsan** held talks with Belarus? [see](http://example.com)"
+    _, _, payload = search(app, question, k=2)
+    _, csv_path, markdown_path, _ = app.export(payload)
+    with open(csv_path, encoding="utf-8-sig", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert {row["question"] for row in rows} == {"'" + question}  # "@…" would run as a formula
+    markdown = Path(markdown_path).read_text(encoding="utf-8")
+    assert markdown.startswith(r"**@Which Turkish firms such as \*\*Roketsan\*\* held talks with Belarus? "
+                               r"\[see\](http://example.com)** — evidence")
 
 
 @pytest.mark.parametrize(
@@ -347,6 +372,37 @@ def test_examples_k_and_mode_rerun_the_search_and_clear_old_panels(seeds_retriev
             assert exports <= {block._id for block in dep.outputs}
 
 
+def test_a_declined_removal_removes_nothing_and_keeps_the_choice(own_app: SearchApp) -> None:
+    corpus = own_app.corpus_dir
+    assert corpus is not None
+    status, table, *_ = own_app.remove(CHINA, False)
+    assert f"Nothing was removed: {CHINA} stays" in status and (corpus / CHINA).exists() and CHINA in table
+    assert own_app.removable(CHINA).value == CHINA and own_app.removable("gone.txt").value is None
+
+
+def test_briefs_with_the_same_title_and_week_are_told_apart_by_their_file() -> None:
+    from rag.ui import filter_choices
+
+    def doc(source: str, title: str = "Drones", week: str | None = "2020-03-02") -> dict:
+        return {"source": source, "title": title, "week_start": week, "category": None, "trend": None}
+
+    briefs, _, _ = filter_choices([doc("a.txt"), doc("sub/b.txt"), doc("c.txt", "Tanks"), doc("d.md", week=None)])
+    assert briefs == [("Drones (2020-03-02, a.txt)", "a.txt"), ("Drones (2020-03-02, sub/b.txt)", "sub/b.txt"),
+                      ("Tanks (2020-03-02)", "c.txt"), ("Drones (d.md)", "d.md")]
+
+
+def test_a_filter_on_a_brief_that_left_the_index_is_dropped_or_named(own_app: SearchApp) -> None:
+    corpus = own_app.corpus_dir
+    assert corpus is not None
+    (corpus / CHINA).unlink()
+    own_app.rescan()
+    sources, categories, trends = own_app.pruned_filters([CHINA, TURKEY], ["Security issues", "gone"], ["worse"])
+    assert sources.value == [TURKEY] and categories.value == ["Security issues"] and trends.value == []
+    # A page not yet pruned (another user's) searches with the stale choice: a clear message, no stale results.
+    status, cards, payload = search(own_app, sources=[CHINA])
+    assert "no indexed brief is named" in status.lower() and cards == "" and payload["hits"] == []
+
+
 def test_nothing_is_chosen_for_removal_until_asked_and_removal_asks_first(seeds_retriever: Retriever) -> None:
     from rag.ui import build_app
 
@@ -404,7 +460,10 @@ def test_timeline_view_escapes_text_names_undated_weeks_and_counts_in_words() ->
                                    evil_hit(3, "2019-01-07", "a.txt")]))
     assert "<script>" not in html and html.count(escape(EVIL)) > 6
     assert re.findall(r"<h4>(.*?)</h4>", html) == [f"2019-01-07–2019-01-07{escape(EVIL)}", "undated"]
-    assert "Timeline: 3 passages in 2 weeks" in html and "2 passages" in html and "1 passage<" in html
+    assert "Timeline: 3 passages in 1 week and undated documents" in html and "2 passages" in html and "1 passage<" in html
+    assert "(no date)" in html and "week no date" not in html
+    undated = timeline_view(timeline([evil_hit(1, None, "a.txt"), evil_hit(2, None, "b.txt")]))
+    assert "Timeline: 2 passages in undated documents" in undated
     assert re.findall(r'style="width: ([\d.]+)rem"', html) == ["12.00", "6.00"]  # the busiest week has the longest bar
     assert 'aria-hidden="true"' in html and "trend: " in html and "best #2" in html
     assert timeline_view([]) == ""

@@ -172,10 +172,16 @@ def test_filters_explain_an_empty_result_and_refuse_a_reversed_range(page: Any) 
     ask(page, "What did Belarus seek from China?")
     expect(page.locator("#rag-status")).to_contain_text("no indexed passage matches weeks 2030-01-01")
     expect(page.locator("#rag-results .rag-card")).to_have_count(0)
+    page.get_by_text("Export these results as JSON, CSV and a Markdown digest").click()
+    page.get_by_role("button", name="Export", exact=True).click()  # an empty result exports its reason
+    expect(page.locator('a[href$="/results.json"]')).to_be_visible()
+    exported = download(page, "results.json")
+    assert '"hits": []' in exported and "no indexed passage matches weeks 2030-01-01" in exported
     page.get_by_label("Week from").fill("2019-12-31")
     page.get_by_label("Week to").fill("2019-01-01")
     ask(page, "What did Belarus seek from China?")
     expect(page.locator("#rag-status")).to_contain_text("reversed")
+    expect(page.locator('a[href$="/results.json"]')).to_have_count(0)
 
 
 def download(page: Any, name: str) -> str:
@@ -255,28 +261,42 @@ def test_a_key_press_on_k_reruns_the_search(page: Any) -> None:
     expect(page.locator("#rag-results .rag-card")).to_have_count(4)
 
 
-def test_removal_needs_a_choice_and_a_confirmation(own_page: Any, corpus_dir: Path) -> None:
+def test_removal_needs_a_choice_and_a_confirmation_and_leaves_no_stale_filter(own_page: Any, corpus_dir: Path) -> None:
     from playwright.sync_api import expect
 
     china = corpus_dir / "003_d66b08127121952b.txt"
+    # A search filtered to the brief about to be removed.
+    own_page.get_by_text("Filters: brief, week, category, trend").click()
+    own_page.locator("#rag-sources input").click()
+    own_page.get_by_role("option", name=CHINA_TITLE, exact=False).click()
+    ask(own_page, "Roketsan")
+    expect(own_page.locator("#rag-status")).to_contain_text(f"brief: {CHINA_TITLE}")
+
     note = own_page.locator("#rag-corpus-note")
     remove = own_page.get_by_role("button", name="Remove", exact=True)
+    choice = own_page.locator("#rag-removal input")
     own_page.get_by_role("tab", name="Corpus").click()
     remove.click()  # nothing chosen yet: nothing is deleted
     expect(note).to_contain_text("Choose an indexed document to remove")
-    own_page.locator("#rag-removal input").click()
+    choice.click()
     own_page.get_by_role("option", name=CHINA_TITLE, exact=False).click()
-    choice = own_page.locator("#rag-removal input")
     expect(choice).not_to_have_value("")
     own_page.once("dialog", lambda dialog: dialog.dismiss())
     remove.click()  # chosen, but the confirmation is declined
-    expect(choice).to_have_value("")  # the removal event and the list's reset after it are over
-    expect(note).to_contain_text("Choose an indexed document to remove")
+    expect(note).to_contain_text("Nothing was removed: 003_d66b08127121952b.txt stays in the corpus")
+    expect(choice).to_have_value(f"{CHINA_TITLE} (2017-12-11)")  # still chosen, ready to confirm
     assert china.exists() and len(list(corpus_dir.glob("*.txt"))) == 5
-    own_page.locator("#rag-removal input").click()
-    own_page.get_by_role("option", name=CHINA_TITLE, exact=False).click()
     own_page.once("dialog", lambda dialog: dialog.accept())
     remove.click()
     expect(note).to_contain_text("Removed 003_d66b08127121952b.txt")
     assert not china.exists() and len(list(corpus_dir.glob("*.txt"))) == 4
     expect(own_page.locator("#rag-corpus")).not_to_contain_text(CHINA_TITLE)
+    expect(choice).to_have_value("")
+
+    # Back on the search page the filter on the removed brief is gone: searches run over what is left.
+    own_page.get_by_role("tab", name="Search").click()
+    expect(own_page.locator("#rag-sources")).not_to_contain_text(CHINA_TITLE)
+    ask(own_page, "Roketsan")
+    expect(own_page.locator("#rag-status")).to_contain_text("5 passages for “Roketsan” (hybrid search)")
+    expect(own_page.locator("#rag-status")).not_to_contain_text("brief:")
+    expect(own_page.locator("#rag-results .rag-card").first).to_contain_text("000_3b696b7c0f75676d.txt")
