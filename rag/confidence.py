@@ -1,15 +1,19 @@
 """How likely a hit is to answer its question: a small logistic model over five signals.
 
-The signals of a hit (:class:`Evidence`) are its supporting sentence's cosine with the question
-(MiniLM), the share of the question's terms the index knows at all, whether the question names
-something no passage holds (a capitalised name, a year, a number: "India", "2022", "MZKT"; a capital
-whose country the briefs name, like "Beijing", counts as known, see ``rag.sentences``), whether the
-question asks for a kind of answer (a number, a time, a name) that the sentence does not hold
-(``rag.answer_types``), and the weight of the question's heaviest term that none of the passages found
-holds. A
-question about a country or a year the briefs never mention has terms no brief holds; one on the
-briefs' topic that asks a fact they do not state ("Which city hosted…" where the brief names only the
-country; "What is the budget of…") is caught, when it is, by the last two. The weights in
+The signals of a hit (:class:`Evidence`):
+
+* its supporting sentence's cosine with the question (MiniLM);
+* the IDF-weighted share of the question's content terms that the index knows at all (question
+  words left out; a capital counts for its country, "Ugandan" for "Uganda": ``rag.sentences``);
+* whether the question names something no passage holds (a capitalised name, a year, a number:
+  "India", "2022", "MZKT");
+* whether the question asks for a kind of answer (a number, a time, a name) that the sentence does
+  not hold (``rag.answer_types``);
+* the weight of the question's heaviest term that none of the passages found holds.
+
+A question about a country or a year the briefs never mention has terms no brief holds; one on the
+briefs' topic that asks a fact they do not state ("How many Stiletto systems…" where the brief gives
+no number; "What is the budget of…") is caught, when it is, by the last two. The weights in
 ``config.CONFIDENCE_WEIGHTS`` and the threshold ``config.ANSWER_THRESHOLD`` were fitted with
 :func:`fit` and :func:`choose_threshold` on written training question sets
 (``rag eval ... --fit-confidence``); an answer whose best hit scores below the threshold is reported
@@ -35,7 +39,8 @@ class Evidence:
 
     #: Cosine of the supporting sentence's stored vector with the question's.
     sentence_cosine: float
-    #: Share of the question's terms that some passage of the index holds (0 to 1).
+    #: IDF-weighted share of the question's content terms that some passage of the index holds (0 to 1;
+    #: ``rag.sentences.QuestionProfile.known``).
     known_terms: float
     #: 1.0 when the question names something no passage holds (``rag.sentences.QuestionProfile``), else 0.0.
     unknown_name: float

@@ -594,7 +594,7 @@ class Retriever:
             if quote is not None:
                 quoted.add((record.source, quote.span.start, quote.span.end))
                 chosen.append((record, score, quote))
-        return _hits_with_confidence(index, chosen, question, profile)
+        return _hits_with_confidence(chosen, question, profile)
 
     def _rank(
         self,
@@ -759,26 +759,23 @@ def _best_per_source(index: OpenIndex, ids: np.ndarray, scores: np.ndarray) -> d
 
 
 def _hits_with_confidence(
-    index: OpenIndex,
-    chosen: Sequence[tuple[PassageRecord, float, Quote]],
-    question: str,
-    profile: QuestionProfile,
+    chosen: Sequence[tuple[PassageRecord, float, Quote]], question: str, profile: QuestionProfile
 ) -> list[Hit]:
     """The ranked hits, each with the confidence its evidence gives (see ``rag.confidence``): the
-    quoted sentence's cosine, the share of the question's terms the index knows, whether the
+    quoted sentence's cosine, the weighted share of the question's terms the index knows, whether the
     question names something that neither the index nor, spelled a little differently, the hits hold,
     whether the quoted sentence lacks the kind of answer the question asks for, and the weight of the
     question's heaviest term that no hit's passage holds."""
     if not chosen:
         return []
-    known = index.lexical.known_share(question)
     found = frozenset().union(*(sentence_terms(record.text) for record, *_ in chosen))
     unknown = float(profile.names_unknown(found))
     missing = profile.heaviest_missing(found)
     kind = expected_answer(question)
     return [
         _hit(rank, record, score, quote.span,
-             Evidence(quote.cosine, known, unknown, float(not holds_answer(kind, quote.span.text, question)), missing))
+             Evidence(quote.cosine, profile.known, unknown, float(not holds_answer(kind, quote.span.text, question)),
+                      missing))
         for rank, (record, score, quote) in enumerate(chosen, start=1)
     ]
 

@@ -96,10 +96,6 @@ class LexicalIndex(Protocol):
         """Top ``k`` (scores, ids) with a positive score, best first; only ``allowed`` ids when given."""
         ...
 
-    def known_share(self, query: str) -> float:
-        """The share of the query's distinct terms found in some live text."""
-        ...
-
     def idf(self, term: str) -> float:
         """The inverse document frequency of a stemmed term over the live texts (0 when absent)."""
         ...

@@ -271,13 +271,6 @@ class Bm25:
         """Lucene's BM25 IDF of a term held by ``frequency`` of the live texts (bm25s' default)."""
         return float(np.log(1 + (self._documents - frequency + 0.5) / (frequency + 0.5)))
 
-    def known_share(self, query: str) -> float:
-        """The share of the query's distinct terms that occur in some live text (0 without terms)."""
-        query_terms = set(terms(query))
-        if not query_terms or not self._documents:
-            return 0.0
-        return sum(self._frequency(term) > 0 for term in query_terms) / len(query_terms)
-
     def search(self, query: str, k: int, allowed: Collection[int] | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Top ``k`` (scores, ids) with a positive BM25 score, best first.
 

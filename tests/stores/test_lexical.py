@@ -76,7 +76,7 @@ def test_a_damaged_segment_is_refused(tmp_path: Path) -> None:
 def test_an_empty_store_searches_to_nothing(tmp_path: Path) -> None:
     LexicalSegment.build([], []).save(tmp_path / "empty")
     empty = Bm25([alive(LexicalSegment.load(tmp_path / "empty"))])
-    assert len(empty) == 0 and len(empty.search("Belarus", 3)[1]) == 0 and empty.known_share("Belarus") == 0
+    assert len(empty) == 0 and len(empty.search("Belarus", 3)[1]) == 0 and empty.idf("belarus") == 0
 
 
 def _reference(texts: list[str], query: str, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -155,12 +155,6 @@ def test_merge_keeps_only_the_masked_rows_and_sorting_restores_id_order() -> Non
     assert ordered.ids.tolist() == [1, 2, 5]
     assert Bm25([alive(ordered)]).search("Roketsan", 3)[1].tolist() == [5]
     assert Bm25([alive(ordered)]).search("Polonaise", 3)[1].tolist() == []  # row 6 was dropped
-
-
-def test_known_share_counts_only_live_texts() -> None:
-    segment = LexicalSegment.build([1, 2], TEXTS[:2])
-    assert Bm25([alive(segment)]).known_share("Polonaise Roketsan") == 1.0
-    assert Bm25([(segment, np.array([True, False]))]).known_share("Polonaise Roketsan") == 0.5
 
 
 def test_idf_counts_live_texts_only() -> None:
