@@ -282,7 +282,9 @@ def shown_name(name: str) -> str:
 
 
 def _signature(status: os.stat_result) -> str:
-    return f"{status.st_size}:{status.st_mtime_ns}:{status.st_ino}"
+    """Size, modification time, inode and status change time: a file rewritten in place to the same
+    size, its modification time set back (``touch -r``, ``rsync --inplace -t``), still differs in the last."""
+    return f"{status.st_size}:{status.st_mtime_ns}:{status.st_ino}:{status.st_ctime_ns}"
 
 
 def _is_utf8(name: str) -> bool:
@@ -373,7 +375,7 @@ class FolderCorpus:
         return Scan(dict(sorted(signatures.items())), tuple(sorted(skipped)), tuple(warnings))
 
     def signature(self, source: str) -> str | None:
-        """Size, modification time and inode of a source's file; ``None`` when it is gone."""
+        """Size, modification times and inode of a source's file; ``None`` when it is gone."""
         try:
             return _signature(os.stat(self.root / source))
         except OSError:

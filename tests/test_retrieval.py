@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import threading
 from dataclasses import replace
 from pathlib import Path
@@ -305,6 +306,27 @@ def test_a_cited_file_changed_on_disk_is_reindexed_before_it_is_cited(corpus_dir
     # A question the hashing stand-in's bag of words points at the China brief ("seek" is in another title).
     hits = retriever.search("What did Lukashenka propose to China for the Great Stone?", k=5)
     assert hits[0].source == CHINA and retriever.report.action == "updated" and retriever.report.changed == [CHINA]
+    assert_cited_exactly(hits, corpus_dir)
+
+
+def test_a_file_edited_in_place_to_the_same_size_with_its_time_set_back_is_reindexed(corpus_dir: Path,
+                                                                                     tmp_path: Path) -> None:
+    """``rsync --inplace -t`` or ``touch -r`` can restore size, inode and modification time: the
+    status change time still tells the file apart."""
+    retriever = fast_retriever(corpus_dir, tmp_path / "index")
+    china = corpus_dir / CHINA
+    before = china.stat()
+    text = china.read_text(encoding="utf-8")
+    start = text.index("Sino-Belarusian military-industrial cooperation is likely to widen\n\nThe situation")
+    edited = text[:start] + "Belarus" + text[start + 7 :]  # seven characters for seven, from the title on
+    assert len(edited.encode()) == before.st_size and edited != text
+    with china.open("r+", encoding="utf-8") as handle:  # in place: the same inode
+        handle.write(edited)
+    os.utime(china, ns=(before.st_atime_ns, before.st_mtime_ns))
+    assert (china.stat().st_ino, china.stat().st_size, china.stat().st_mtime_ns) == (
+        before.st_ino, before.st_size, before.st_mtime_ns)
+    hits = retriever.search("What did Lukashenka propose to China for the Great Stone?", k=5)
+    assert retriever.report.changed == [CHINA]
     assert_cited_exactly(hits, corpus_dir)
 
 
