@@ -125,6 +125,18 @@ def test_digest_above_the_cards_copies_as_markdown(page: Any) -> None:
     expect(digest.locator("li").first).to_be_hidden()
 
 
+def test_a_question_the_briefs_do_not_answer_says_so_above_the_nearest_passages(page: Any) -> None:
+    from playwright.sync_api import expect
+
+    ask(page, "What is the population of Minsk?")
+    expect(page.locator("#rag-status")).to_contain_text("The briefs do not seem to answer this question")
+    expect(page.locator("#rag-results .rag-card")).to_have_count(5)  # the nearest passages all the same
+    expect(page.locator("#rag-results details.rag-digest")).to_have_count(0)  # nothing to quote as an answer
+    ask(page, "What did Belarus seek from China?")  # an answered question clears the notice
+    expect(page.locator("#rag-results details.rag-digest")).to_have_count(1)
+    expect(page.locator("#rag-status")).not_to_contain_text("do not seem to answer")
+
+
 def test_an_example_runs_and_a_new_mode_reruns_clearing_the_brief(page: Any) -> None:
     from playwright.sync_api import expect
 
