@@ -14,7 +14,7 @@ whose confidence reaches the answer threshold. Without such a hit, the digest is
 >>> [entry["source"] for entry in digest(hits, threshold=0.85)]
 ['b.txt']
 >>> print(digest_markdown("Q?", digest(hits, threshold=0.5)).splitlines()[2])
-- **2017-12-11–2017-12-17** (trend: worse): “Earlier.” — A, a.txt, chars 0–8
+- **2017-12-11–2017-12-17** (trend: worse): “Earlier.” — A, `a.txt`, chars 0–8
 
 The timeline keeps every hit, not only the confident ones:
 
@@ -97,13 +97,22 @@ def markdown_text(text: str) -> str:
     return _MARKDOWN_SPECIAL.sub(r"\\\1", " ".join(text.split()))
 
 
+def markdown_code(text: str) -> str:
+    """``text`` as a Markdown code span, shown exactly as written (a file name keeps its underscores).
+
+    >>> print(markdown_code("003_brief.txt"), markdown_code("odd`name.md"))
+    `003_brief.txt` `` odd`name.md ``
+    """
+    return f"`` {text} ``" if "`" in text else f"`{text}`"
+
+
 def digest_markdown(question: str, entries: Sequence[Mapping[str, Any]]) -> str:
     """The digest as a Markdown block an analyst can paste: one cited quote per line (the question,
-    titles and quotes escaped so that they render as written)."""
+    titles and quotes escaped and file names in code spans, so that they render as written)."""
     lines = [f"**{markdown_text(question)}** — evidence from the briefs, oldest first", ""]
     for entry in entries:
         sentence = entry["sentence"]
         trend = f" (trend: {entry['trend']})" if entry["trend"] else ""
         lines.append(f"- **{week(entry)}**{trend}: “{markdown_text(sentence['text'])}” — {markdown_text(entry['title'])}, "
-                     f"{markdown_text(entry['source'])}, chars {sentence['start']}–{sentence['end']}")
+                     f"{markdown_code(entry['source'])}, chars {sentence['start']}–{sentence['end']}")
     return "\n".join(lines) + "\n"

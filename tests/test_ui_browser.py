@@ -120,7 +120,7 @@ def test_digest_above_the_cards_copies_as_markdown(page: Any) -> None:
     expect(digest.locator("button.rag-copy")).to_have_text("Copied ✓")
     copied = page.evaluate("navigator.clipboard.readText()")
     assert copied.startswith("**What did Belarus seek from China?** — evidence from the briefs, oldest first")
-    assert "003_d66b08127121952b.txt, chars " in copied
+    assert "`003_d66b08127121952b.txt`, chars " in copied
     digest.locator("summary").click()  # collapsible
     expect(digest.locator("li").first).to_be_hidden()
 
