@@ -29,6 +29,8 @@ from .digest import digest
 from .config import (
     ANSWER_THRESHOLD,
     BRIEF_PRIOR,
+    CENTRALITY_NEIGHBOURS,
+    CENTRALITY_WEIGHT,
     CONFIDENCE_WEIGHTS,
     CONTINUATION_GAIN,
     CONTINUATION_PENALTY,
@@ -869,7 +871,8 @@ def _supporting_sentences(
     ]
     signals = score_sentences(
         profile, query_vector, [texts[key] for key in order], [stored[key] for key in order], previous,
-        term_weight=SENTENCE_TERM_WEIGHT, continuation_penalty=CONTINUATION_PENALTY, continuation_gain=CONTINUATION_GAIN,
+        [source for source, _, _ in order], term_weight=SENTENCE_TERM_WEIGHT, continuation_penalty=CONTINUATION_PENALTY,
+        continuation_gain=CONTINUATION_GAIN, centrality_weight=CENTRALITY_WEIGHT, centrality_neighbours=CENTRALITY_NEIGHBOURS,
     )
     score, cosine, covered = signals.score.tolist(), signals.cosine.tolist(), signals.coverage.tolist()
     ranked: dict[int, list[Quote]] = {}

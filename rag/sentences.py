@@ -270,6 +270,37 @@ class SentenceSignals:
     score: np.ndarray
     cosine: np.ndarray
     coverage: np.ndarray
+    centrality: np.ndarray
+
+
+def centrality(vectors: Sequence[np.ndarray | None], documents: Sequence[str], neighbours: int) -> np.ndarray:
+    """How much each sentence resembles the other candidate sentences of its document: the mean
+    cosine with its ``neighbours`` most similar ones (fewer when the document offers fewer; 0 for a
+    sentence without a vector or alone in its document).
+
+    A sentence restating its brief's theme is close to many of its sentences; one stating a
+    particular fact, which is what a question asks for, is not. Discounting the first is the
+    hubness correction of nearest-neighbour retrieval (CSLS, Conneau et al. 2018) within a brief.
+
+    >>> unit = lambda *v: np.array(v) / np.linalg.norm(v)
+    >>> theme, fact, other = unit(1, 1, 0), unit(1, 0, 0), unit(0, 1, 0)
+    >>> centrality([theme, fact, other, fact], ["a", "a", "a", "b"], 2).round(2).tolist()
+    [0.71, 0.35, 0.35, 0.0]
+    """
+    result = np.zeros(len(vectors), dtype=np.float64)
+    groups: dict[str, list[int]] = {}
+    for i, (vector, document) in enumerate(zip(vectors, documents)):
+        if vector is not None:
+            groups.setdefault(document, []).append(i)
+    for members in groups.values():
+        if len(members) < 2:
+            continue
+        matrix = np.vstack([vectors[i] for i in members]).astype(np.float64)
+        similar = matrix @ matrix.T
+        np.fill_diagonal(similar, -np.inf)
+        nearest = -np.partition(-similar, min(neighbours, len(members) - 1) - 1, axis=1)[:, : min(neighbours, len(members) - 1)]
+        result[members] = nearest.mean(axis=1)
+    return result
 
 
 def score_sentences(
@@ -278,13 +309,18 @@ def score_sentences(
     texts: Sequence[str],
     vectors: Sequence[np.ndarray | None],
     previous: Sequence[int],
+    documents: Sequence[str],
     *,
     term_weight: float,
     continuation_penalty: float,
     continuation_gain: float,
+    centrality_weight: float,
+    centrality_neighbours: int,
 ) -> SentenceSignals:
     """Each sentence's score (see the module docstring); ``previous[i]`` is the index of the
-    sentence just before sentence ``i`` in its document, or -1 when it is not among ``texts``."""
+    sentence just before sentence ``i`` in its document, or -1 when it is not among ``texts``;
+    ``documents[i]`` names the document of sentence ``i``. Last, ``centrality_weight`` times each
+    sentence's :func:`centrality` among the candidates of its document is taken off."""
     count = len(texts)
     cosine = np.zeros(count, dtype=np.float64)
     with_vector = [i for i, vector in enumerate(vectors) if vector is not None]
@@ -299,4 +335,5 @@ def score_sentences(
         if before >= 0 and CONTINUATION_RE.match(texts[i]):
             inherited = own[before] - continuation_penalty + continuation_gain * _gain(profile, held[i], held[before])
             score[i] = max(own[i], inherited)
-    return SentenceSignals(score, cosine, covered)
+    central = centrality(vectors, documents, centrality_neighbours)
+    return SentenceSignals(score - centrality_weight * central, cosine, covered, central)
