@@ -64,6 +64,9 @@ CENTRALITY_NEIGHBOURS = 5
 #: of its brief before its best sentence's score is added (``retrieval._add_sentence_scores``).
 BRIEF_PRIOR = 1.0
 
+#: The confidence's "found" signals (a name, the heaviest term) look at the terms of a search's best
+#: this many passages, however many hits it returns (``retrieval._hits_with_confidence``).
+CONFIDENCE_PASSAGES = 5
 #: Weights of the hit-confidence model, bias first, then one per ``rag.confidence.FEATURES``.
 #: Fitted on the three training pairs only (``seeds_qa.jsonl``, ``seeds_qa_train2.jsonl`` and
 #: ``seeds_qa_train3.jsonl`` against ``unanswerable_train.jsonl``, ``unanswerable_train2.jsonl`` and

@@ -31,6 +31,7 @@ from .config import (
     BRIEF_PRIOR,
     CENTRALITY_NEIGHBOURS,
     CENTRALITY_WEIGHT,
+    CONFIDENCE_PASSAGES,
     CONFIDENCE_WEIGHTS,
     CONTINUATION_GAIN,
     CONTINUATION_PENALTY,
@@ -580,6 +581,7 @@ class Retriever:
             periods = question_periods(question)
             ordered = _add_sentence_scores(ordered, quotes, self.fusion.sentence_weight, periods, self.fusion.period_weight)
         ordered = ranking.drop_overlapping(ordered, lambda item: (item[0].source, item[0].start, item[0].end))
+        nearest = [record for record, _ in ordered[:CONFIDENCE_PASSAGES]]  # what the confidence looks at, whatever k
         if mmr is not None and ordered:
             vectors = index.vectors.vectors([record.id for record, _ in ordered])
             ordered = [ordered[i] for i in ranking.maximal_marginal_relevance(query_vector, vectors, k, mmr)]
@@ -596,7 +598,7 @@ class Retriever:
             if quote is not None:
                 quoted.add((record.source, quote.span.start, quote.span.end))
                 chosen.append((record, score, quote))
-        return _hits_with_confidence(chosen, question, profile)
+        return _hits_with_confidence(chosen, nearest, question, profile)
 
     def _rank(
         self,
@@ -761,16 +763,20 @@ def _best_per_source(index: OpenIndex, ids: np.ndarray, scores: np.ndarray) -> d
 
 
 def _hits_with_confidence(
-    chosen: Sequence[tuple[PassageRecord, float, Quote]], question: str, profile: QuestionProfile
+    chosen: Sequence[tuple[PassageRecord, float, Quote]],
+    nearest: Sequence[PassageRecord],
+    question: str,
+    profile: QuestionProfile,
 ) -> list[Hit]:
     """The ranked hits, each with the confidence its evidence gives (see ``rag.confidence``): the
     quoted sentence's cosine, the weighted share of the question's terms the index knows, whether the
-    question names something that neither the index nor, spelled a little differently, the hits hold,
-    whether the quoted sentence lacks the kind of answer the question asks for, and the weight of the
-    question's heaviest term that no hit's passage holds."""
+    question names something that neither the index nor, spelled a little differently, the ``nearest``
+    passages hold, whether the quoted sentence lacks the kind of answer the question asks for, and the
+    weight of the question's heaviest term that none of the ``nearest`` passages holds (the search's
+    best few, however many hits it returns, so that ``k`` does not change the answer)."""
     if not chosen:
         return []
-    found = frozenset().union(*(sentence_terms(record.text) for record, *_ in chosen))
+    found = frozenset().union(*(sentence_terms(record.text) for record in nearest))
     unknown = float(profile.names_unknown(found))
     missing = profile.heaviest_missing(found)
     kind = expected_answer(question)

@@ -133,3 +133,9 @@ def test_a_hit_carries_the_answer_kind_and_the_heaviest_missing_term(seeds_retri
     assert found.evidence is not None and found.evidence.answer_missing == 0.0 and found.evidence.heaviest_missing == 0.0
     budget = seeds_retriever.search("What is the annual budget of the State Military Industrial Committee?", k=1)[0]
     assert budget.evidence is not None and budget.evidence.heaviest_missing > 0.2
+
+
+@pytest.mark.parametrize("question", ["What did Belarus seek from China?", "What is the population of Minsk?", "Uganda"])
+def test_how_many_hits_are_asked_for_does_not_change_the_confidence(seeds_retriever: Retriever, question: str) -> None:
+    firsts = {k: seeds_retriever.search(question, k=k)[0] for k in (1, 3, 5, 10)}
+    assert len({(hit.source, hit.sentence.start, round(hit.confidence, 6)) for hit in firsts.values()}) == 1, firsts
