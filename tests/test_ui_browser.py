@@ -233,20 +233,20 @@ def test_timeline_shows_the_weeks_of_the_hits_oldest_first(page: Any) -> None:
     from playwright.sync_api import expect
 
     ARTIFACTS.mkdir(exist_ok=True)
-    ask(page, "Roketsan")
+    ask(page, "Roketsan")  # three passages of the Turkish brief (April 2019), two of the Kazakh one (September 2017)
     timeline = page.locator("#rag-results details.rag-timeline")
-    expect(timeline.locator("summary")).to_contain_text("Timeline: 5 passages in 3 weeks, oldest first")
+    expect(timeline.locator("summary")).to_contain_text("Timeline: 5 passages in 2 weeks, oldest first")
     weeks = timeline.locator("h4")
     expect(weeks.first).to_be_hidden()  # collapsed until asked for
     timeline.locator("summary").click()
     expect(weeks.first).to_be_visible()
     headings = weeks.all_inner_texts()
-    assert [heading[:10] for heading in headings] == ["2017-09-11", "2018-06-11", "2019-04-15"]
-    busiest = timeline.locator(".rag-timeline-week").nth(2)
+    assert [heading[:10] for heading in headings] == ["2017-09-11", "2019-04-15"]
+    busiest = timeline.locator(".rag-timeline-week").nth(1)
     expect(busiest).to_contain_text("3 passages")
-    expect(busiest.locator(".rag-citation").first).to_contain_text(f"(week {headings[2]})")
+    expect(busiest.locator(".rag-citation").first).to_contain_text(f"(week {headings[1]})")
     bars = [bar.bounding_box()["width"] for bar in timeline.locator(".rag-timeline-bar").all()]
-    assert bars[0] == bars[1] < bars[2]  # the bar grows with the week's passages
+    assert bars[0] < bars[1]  # the bar grows with the week's passages
     timeline.screenshot(path=ARTIFACTS / "timeline.png")
 
 
