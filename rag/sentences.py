@@ -295,11 +295,13 @@ def centrality(vectors: Sequence[np.ndarray | None], documents: Sequence[str], n
     for members in groups.values():
         if len(members) < 2:
             continue
-        matrix = np.vstack([vectors[i] for i in members]).astype(np.float64)
+        # One small product per document (a few dozen sentences): BLAS runs it on this thread, where one
+        # product over all the candidates would wake its thread pool, which the question encoder keeps busy.
+        matrix = np.vstack([vectors[i] for i in members])
         similar = matrix @ matrix.T
         np.fill_diagonal(similar, -np.inf)
-        nearest = -np.partition(-similar, min(neighbours, len(members) - 1) - 1, axis=1)[:, : min(neighbours, len(members) - 1)]
-        result[members] = nearest.mean(axis=1)
+        taken = min(neighbours, len(members) - 1)
+        result[members] = -np.partition(-similar, taken - 1, axis=1)[:, :taken].mean(axis=1)
     return result
 
 
