@@ -386,14 +386,12 @@ class SearchApp:
         """The filter choices without the briefs, categories and trends that left the index (after the
         corpus changed), so that no search is filtered by what the page no longer shows."""
         briefs, known_categories, known_trends = filter_choices(self.retriever.documents())
-        known_sources = {source for _, source in briefs}
-        kept = (
-            (briefs, [source for source in sources or () if source in known_sources]),
-            (known_categories, [category for category in categories or () if category in known_categories]),
-            (known_trends, [trend for trend in trends or () if trend in known_trends]),
-        )
-        first, second, third = (gr.Dropdown(choices=choices, value=value, multiselect=True) for choices, value in kept)
-        return first, second, third
+
+        def pruned(choices: Sequence[Any], known: Sequence[str], chosen: Sequence[str] | None) -> gr.Dropdown:
+            return gr.Dropdown(choices=choices, value=[value for value in chosen or () if value in known], multiselect=True)
+
+        return (pruned(briefs, [source for _, source in briefs], sources),
+                pruned(known_categories, known_categories, categories), pruned(known_trends, known_trends, trends))
 
 
 def build_app(retriever: Retriever, *, read_only: bool = False) -> gr.Blocks:
