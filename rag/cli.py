@@ -344,6 +344,7 @@ def _ask_batch(args: argparse.Namespace, out: TextIO) -> int:
     """Answer every line of the batch, writing each JSON line as soon as it is ready."""
     import time
 
+    from .digest import counted
     from .retrieval import Answer, QUESTION_BATCH
 
     kwargs = _search_kwargs(args)
@@ -364,14 +365,10 @@ def _ask_batch(args: argparse.Namespace, out: TextIO) -> int:
     seconds = time.perf_counter() - started
     answered = lines_written - errors
     rate = f" ({answered / seconds:.0f} questions/s)" if seconds > 0 and answered else ""
-    failed = f"; {_count(errors, 'line')} could not be answered (see their \"error\")" if errors else ""
-    print(f"rag: answered {_count(answered, 'question')} in {seconds:.1f}s{rate}{failed}", file=sys.stderr)
+    failed = f"; {counted(errors, 'line')} could not be answered (see their \"error\")" if errors else ""
+    print(f"rag: answered {counted(answered, 'question')} in {seconds:.1f}s{rate}{failed}", file=sys.stderr)
     return 0
 
-
-def _count(number: int, noun: str) -> str:
-    """``number`` and ``noun``, plural unless one: "1 question", "3 questions"."""
-    return f"{number} {noun}{'' if number == 1 else 's'}"
 
 
 def _ask(args: argparse.Namespace, out: TextIO) -> int:

@@ -68,6 +68,15 @@ def timeline(hits: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
     return [{**week_entry, "briefs": list(week_entry["briefs"].values())} for week_entry in ordered]
 
 
+def counted(number: int, noun: str) -> str:
+    """``number`` and ``noun``, plural unless one: the counts the CLI and the app print.
+
+    >>> counted(1, "passage"), counted(3, "passage"), counted(0, "week")
+    ('1 passage', '3 passages', '0 weeks')
+    """
+    return f"{number} {noun}{'' if number == 1 else 's'}"
+
+
 def week_label(week_start: str | None, week_end: str | None) -> str:
     """``"2019-04-15–2019-04-21"``, or ``"no date"`` for a document without a week.
 

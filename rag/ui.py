@@ -20,7 +20,7 @@ from typing import Any
 import gradio as gr
 
 from .config import DEFAULT_K, DEFAULT_MODE, SEARCH_MODES
-from .digest import timeline
+from .digest import counted, timeline
 from .documents import FolderCorpus
 from .errors import QueryError, RagError
 from .retrieval import Retriever, results_payload
@@ -213,7 +213,7 @@ class SearchApp:
         if why is not None:
             details = [f"Filters: {scope}"] if scope else []
             return message(_capitalized(f"no passage found: {why}."), "warning", details), "", payload
-        summary = message(f"{len(hits)} passage{'s' if len(hits) > 1 else ''} for “{question.strip()}” ({mode} search)"
+        summary = message(f"{counted(len(hits), 'passage')} for “{question.strip()}” ({mode} search)"
                           + (f" · {scope}" if scope else ""))
         # The digest is empty when no answer is found; the timeline shows the nearest passages all the same.
         cards = (digest_view(question, payload["digest"]) + timeline_view(timeline(payload["hits"]))
@@ -278,7 +278,7 @@ class SearchApp:
             return None, None, None, message("Nothing to export yet: run a search first.", "warning")
         folder = Path(tempfile.mkdtemp(dir=self._exports.name))
         found = len(payload["hits"])
-        note = f"Exported {found} result{'' if found == 1 else 's'} for “{payload['question'].strip()}”."
+        note = f"Exported {counted(found, 'result')} for “{payload['question'].strip()}”."
         if not found:
             note += f" No passage was found: {payload.get('reason') or 'nothing matched'}."
         markdown = None

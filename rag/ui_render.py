@@ -16,7 +16,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from html import escape
 from typing import Any
 
-from .digest import digest_markdown, week, week_label
+from .digest import counted, digest_markdown, week, week_label
 from .documents import Document
 
 #: Element id of the highlighted passage in the brief reader (scrolled into view).
@@ -150,10 +150,6 @@ def result_card(hit: Mapping[str, Any]) -> str:
     )
 
 
-def _count(number: int, noun: str) -> str:
-    return f"{number} {noun}{'' if number == 1 else 's'}"
-
-
 def digest_view(question: str, entries: Sequence[Mapping[str, Any]]) -> str:
     """The evidence digest above the cards: collapsible, one cited quote per line, oldest brief first,
     with a button that copies it as Markdown (empty when there is no digest)."""
@@ -167,7 +163,7 @@ def digest_view(question: str, entries: Sequence[Mapping[str, Any]]) -> str:
         for entry in entries
     )
     return (
-        f'<details class="rag-digest" open><summary>Evidence digest: {_count(len(entries), "quote")}, oldest brief first</summary>'
+        f'<details class="rag-digest" open><summary>Evidence digest: {counted(len(entries), "quote")}, oldest brief first</summary>'
         f'<ol>{items}</ol><pre class="rag-digest-markdown" hidden>{escape(digest_markdown(question, entries))}</pre>'
         '<div class="rag-actions"><button type="button" class="rag-copy">Copy digest as Markdown</button></div></details>'
     )
@@ -178,7 +174,7 @@ def _timeline_week(entry: Mapping[str, Any], busiest: int) -> str:
     label = week_label(entry["week_start"], entry["week_end"]) if entry["week_start"] else "undated"
     briefs = "".join(
         f'<li><p><strong>{escape(brief["title"])}</strong> · '
-        + _metadata_line((f"trend: {brief['trend']}" if brief["trend"] else None, _count(brief["hits"], "passage"),
+        + _metadata_line((f"trend: {brief['trend']}" if brief["trend"] else None, counted(brief["hits"], "passage"),
                           f"best #{int(brief['best']['rank'])}"))
         + f'</p><p class="rag-citation">{escape(citation(brief["best"]))}</p></li>'
         for brief in entry["briefs"]
@@ -186,7 +182,7 @@ def _timeline_week(entry: Mapping[str, Any], busiest: int) -> str:
     return (
         f'<li class="rag-timeline-week"><h4>{escape(label)}</h4>'
         f'<p class="rag-timeline-count"><span class="rag-timeline-bar" style="width: {12 * entry["hits"] / busiest:.2f}rem" '
-        f'aria-hidden="true"></span>{_count(entry["hits"], "passage")}</p>'
+        f'aria-hidden="true"></span>{counted(entry["hits"], "passage")}</p>'
         f'<ul class="rag-timeline-briefs">{briefs}</ul></li>'
     )
 
@@ -200,9 +196,9 @@ def timeline_view(weeks: Sequence[Mapping[str, Any]]) -> str:
     busiest = max(int(entry["hits"]) for entry in weeks)
     total = sum(int(entry["hits"]) for entry in weeks)
     dated = sum(1 for entry in weeks if entry["week_start"])
-    spread = _count(dated, "week") + (" and undated documents" if dated < len(weeks) else "") if dated else "undated documents"
+    spread = counted(dated, "week") + (" and undated documents" if dated < len(weeks) else "") if dated else "undated documents"
     return (
-        f'<details class="rag-timeline"><summary><h3>Timeline: {_count(total, "passage")} in {spread}, oldest first</h3>'
+        f'<details class="rag-timeline"><summary><h3>Timeline: {counted(total, "passage")} in {spread}, oldest first</h3>'
         f'</summary><ol class="rag-timeline-weeks">{"".join(_timeline_week(entry, busiest) for entry in weeks)}</ol></details>'
     )
 
