@@ -379,19 +379,17 @@ def _ask(args: argparse.Namespace, out: TextIO) -> int:
     if args.question is None or not args.question.strip():
         raise UsageError("the question is empty: rag ask \"What did Belarus seek from China?\"")
     from .digest import week
-    from .retrieval import results_payload
 
     kwargs = _search_kwargs(args)
     retriever = _open(args)
     kwargs = _resolved(retriever, kwargs)
-    hits = retriever.search(args.question, **kwargs)
-    reason = None if hits else retriever.explain_empty(args.question, args.mode, kwargs["filters"])
+    answer = retriever.answer(args.question, **kwargs)
+    hits, payload = answer.hits, answer.to_dict()
     if args.json:
-        out.write(json.dumps(results_payload(args.question, hits, reason), ensure_ascii=False, indent=2) + "\n")
-    elif reason is not None:
-        out.write(f"No passage found: {reason}.\n")
+        out.write(json.dumps(payload, ensure_ascii=False, indent=2) + "\n")
+    elif answer.reason is not None:
+        out.write(f"No passage found: {answer.reason}.\n")
     else:
-        payload = results_payload(args.question, hits)
         if not payload["answer_found"]:
             out.write(f"The briefs do not seem to answer this question (best confidence {max(h.confidence for h in hits):.2f}"
                       f" < {ANSWER_THRESHOLD}). The nearest passages:\n")

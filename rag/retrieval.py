@@ -401,6 +401,25 @@ class Retriever:
         filters = self.resolve_filters(filters)
         return self._answer(question, self._encode_meanwhile(question), k, mode, filters, mmr)
 
+    def answer(
+        self,
+        question: str,
+        k: int = DEFAULT_K,
+        *,
+        mode: str = DEFAULT_MODE,
+        filters: Filters | None = None,
+        mmr: float | None = None,
+    ) -> Answer:
+        """:meth:`search` as an :class:`Answer`, which says why when nothing was found
+        (:meth:`explain_empty`): what ``rag ask``, the app and ``/search`` show."""
+        return self._answered(question, question, self.search(question, k, mode=mode, filters=filters, mmr=mmr),
+                              mode, filters)
+
+    def _answered(self, question: str | None, searched: str, hits: list[Hit], mode: str,
+                  filters: Filters | None) -> Answer:
+        """The :class:`Answer` to ``question`` (searched as ``searched``), with the reason when ``hits`` is empty."""
+        return Answer(question, hits, reason=None if hits else self.explain_empty(searched, mode, filters))
+
     def _encode_meanwhile(self, question: str) -> Future[np.ndarray]:
         """The question's vector: at once when cached, else encoded on a worker thread so that the
         caller can run the lexical search meanwhile (``Future.result`` waits for it)."""
@@ -508,8 +527,8 @@ class Retriever:
             if isinstance(item, QueryError):
                 yield Answer(question, [], str(item))
             else:
-                hits = self._answer(item, _ready(vectors[item]), k, mode, filters, mmr)
-                yield Answer(question, hits, reason=None if hits else self.explain_empty(item, mode, filters))
+                yield self._answered(question, item, self._answer(item, _ready(vectors[item]), k, mode, filters, mmr),
+                                     mode, filters)
 
     def _answer(
         self, question: str, vector: Future[np.ndarray], k: int, mode: str, filters: Filters | None, mmr: float | None

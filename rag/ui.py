@@ -204,11 +204,10 @@ class SearchApp:
         question = question or ""
         try:
             filters = make_filters(sources, date_from, date_to, categories, trends)
-            hits = self.retriever.search(question, _whole(k), mode=mode, filters=filters)
+            answer = self.retriever.answer(question, _whole(k), mode=mode, filters=filters)
         except RagError as error:
             return message(_capitalized(f"{error}."), "error"), "", _NO_RESULTS
-        why = None if hits else self.retriever.explain_empty(question, mode, filters)
-        payload = results_payload(question, hits, why)
+        hits, why, payload = answer.hits, answer.reason, answer.to_dict()
         scope = _describe(filters, {doc["source"]: doc["title"] for doc in self.retriever.documents()})
         if why is not None:
             details = [f"Filters: {scope}"] if scope else []
@@ -249,8 +248,7 @@ class SearchApp:
         ``mode`` is hybrid (default), dense or bm25.
         """
         try:
-            hits = self.retriever.search(question, _whole(k), mode=mode)
-            return results_payload(question, hits, None if hits else self.retriever.explain_empty(question, mode, None))
+            return self.retriever.answer(question, _whole(k), mode=mode).to_dict()
         except RagError as error:
             raise gr.Error(str(error)) from None
 

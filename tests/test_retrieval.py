@@ -426,6 +426,10 @@ def test_an_empty_result_says_why(seeds_retriever: Retriever) -> None:
     assert seeds_retriever.search("China", filters=F(trends=("worse",))) == []
     assert seeds_retriever.explain_empty("China", "hybrid", F(trends=("worse",))) == (
         "no indexed passage matches trend worse: widen or clear a filter")
+    empty = seeds_retriever.answer("China", filters=F(trends=("worse",)))
+    assert empty.hits == [] and empty.to_dict()["reason"] == "no indexed passage matches trend worse: widen or clear a filter"
+    found = seeds_retriever.answer("China", 2)
+    assert len(found.hits) == 2 and found.reason is None and "reason" not in found.to_dict()
     both = F(sources=(CHINA,), date_from="2019-01-01")  # each alone matches, together nothing
     assert "all the filters together" in seeds_retriever.explain_empty("China", "hybrid", both)
     assert seeds_retriever.search("zzzqqq xyzzy", mode="bm25") == []
