@@ -13,6 +13,7 @@ from __future__ import annotations
 import signal
 import sys
 import tempfile
+from collections import Counter
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -151,7 +152,7 @@ def filter_choices(documents: Sequence[dict[str, Any]]) -> tuple[list[tuple[str,
     file name too when another brief has the same title and week.
     """
     labels = [f"{doc['title']} ({doc['week_start'] or doc['source']})" for doc in documents]
-    repeated = {label for label in labels if labels.count(label) > 1}
+    repeated = {label for label, times in Counter(labels).items() if times > 1}  # one pass: corpora hold many briefs
     briefs = [(f"{label[:-1]}, {doc['source']})" if label in repeated else label, doc["source"])
               for label, doc in zip(labels, documents)]
     categories = sorted({doc["category"] for doc in documents if doc["category"]})
